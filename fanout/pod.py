@@ -1,0 +1,58 @@
+"""Pod-level resources that the gunicorn master creates before forking.
+
+The master creates the ring and starts the subscriber in ``start``; forked
+workers inherit the mapping and find it through ``ring()``. The master
+also hands each worker a reader slot in the ring header, so workers never
+race to claim one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fanout.ring import MAX_SLOTS, Ring, capacity_from_mib
+from fanout.supervisor import SubscriberSupervisor
+from livegate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_ring: Ring | None = None
+_supervisor: SubscriberSupervisor | None = None
+_free_slots: list[int] = []
+
+
+def start(settings: Settings) -> None:
+    """Create the ring and start the subscriber. Called once, in the master."""
+    global _ring, _supervisor, _free_slots
+    _ring = Ring.create(capacity_from_mib(settings.ring_size_mb))
+    _free_slots = list(range(MAX_SLOTS))
+    _supervisor = SubscriberSupervisor(_ring.fd)
+    _supervisor.start()
+    log.info("pod started: ring %s of %d MiB", _ring.ring_id, settings.ring_size_mb)
+
+
+def stop() -> None:
+    if _supervisor is not None:
+        _supervisor.stop()
+
+
+def ring() -> Ring | None:
+    return _ring
+
+
+def assign_slot() -> int | None:
+    """Take a free reader slot for a worker about to fork, or None when all are taken."""
+    if not _free_slots:
+        log.warning("all %d ring reader slots are taken; the new worker polls the ring",
+                    MAX_SLOTS)
+        return None
+    return _free_slots.pop(0)
+
+
+def release_slot(slot: int | None) -> None:
+    if slot is None or _ring is None:
+        return
+    _ring.release_slot(slot)
+    if slot not in _free_slots:
+        _free_slots.append(slot)
+        _free_slots.sort()

@@ -1,0 +1,332 @@
+"""The pod's Redis subscriber process.
+
+Exactly one runs per pod, started and restarted by the gunicorn master
+(``fanout.supervisor``). It subscribes to the bus, decodes each envelope
+once, builds the SSE frame bytes once and writes them into the ring, in
+seq order and without holes:
+
+- a seq that jumps ahead (a message Pub/Sub dropped, a reconnect, a
+  restart of this process) is filled from the global log in Redis first;
+- when the log no longer covers the gap, or the epoch changed, a
+  RESYNC_ALL record tells the workers to send their clients snapshots;
+- a seq already written is skipped.
+
+Run as ``python -m fanout.subscriber --ring-fd FD``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+import time
+
+import redis
+
+from fanout import ring as ring_layout
+from fanout.notify import WorkerNotifier
+from livegate.channels import InvalidChannelError, validate_channel
+from livegate.frames import FrameError, compact_json, delta_data, encode_frame, snapshot_data
+from livegate.ids import format_event_id, is_valid_epoch
+from livegate.logs import configure_logging
+from livegate.settings import Settings
+from livegate.wire import KIND_SNAPSHOT, Envelope, InvalidEnvelopeError, Keys, decode_envelope
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 0.5
+RECEIVE_TIMEOUT = 0.2
+MAX_BATCH = 1000
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 2.0
+# At most this many log lines per kind of invalid message per minute.
+INVALID_LOG_LIMIT = 10
+
+
+class Subscriber:
+    """Reads the bus and writes frames into the ring. Not thread-safe: one loop."""
+
+    def __init__(self, settings: Settings, ring: ring_layout.Ring):
+        self._settings = settings
+        self._ring = ring
+        self._keys = Keys(settings.key_prefix)
+        self._notifier = WorkerNotifier(ring.ring_id)
+        self._parent_pid = os.getppid()
+        self._stopping = False
+        self._pending_notify = False
+        self._last_status = 0.0
+        self._invalid_logged: dict[str, list[float]] = {}
+        self.invalid_messages = 0
+
+        status = ring.subscriber_status()
+        # A restarted subscriber continues where the previous one stopped:
+        # the ring header holds the last epoch and seq that were written.
+        self._epoch = status.epoch or None
+        self._last_seq = status.last_seq if self._epoch else 0
+
+    # -- lifecycle ------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        log.info("subscriber started pid=%s ring=%s last_seq=%s epoch=%s",
+                 os.getpid(), self._ring.ring_id, self._last_seq, self._epoch)
+        self._publish_status(ring_layout.SUBSCRIBER_STARTING)
+        backoff = BACKOFF_FIRST
+        outage_started: float | None = None
+
+        while not self._stopping and self._parent_alive():
+            client = redis.Redis.from_url(
+                self._settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                health_check_interval=10,
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                # Connect and subscribe before catching up, so nothing
+                # published after the catch-up read can be missed.
+                pubsub.subscribe(self._keys.bus)
+                self._catch_up(client)
+                self._publish_status(ring_layout.SUBSCRIBER_CONNECTED)
+                if outage_started is not None:
+                    log.warning("redis connection restored after %.1f s outage",
+                                time.monotonic() - outage_started)
+                    outage_started = None
+                backoff = BACKOFF_FIRST
+                self._receive(client, pubsub)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                    log.error("redis connection lost: %s; reconnecting", error)
+                self._publish_status(ring_layout.SUBSCRIBER_DISCONNECTED)
+                delay = backoff * (0.5 + random.random())
+                self._sleep(delay)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                _close_quietly(pubsub, client)
+
+        self._publish_status(ring_layout.SUBSCRIBER_DISCONNECTED)
+        log.info("subscriber stopped pid=%s last_seq=%s", os.getpid(), self._last_seq)
+
+    # -- receiving ------------------------------------------------------
+
+    def _receive(self, client: redis.Redis, pubsub: redis.client.PubSub) -> None:
+        while not self._stopping:
+            message = pubsub.get_message(timeout=RECEIVE_TIMEOUT)
+            batch = 0
+            while message is not None and batch < MAX_BATCH:
+                if message.get("type") == "message":
+                    self._handle_raw(client, message["data"])
+                batch += 1
+                message = pubsub.get_message(timeout=0)
+            self._flush_notify()
+            self._maybe_publish_status()
+            if not self._parent_alive():
+                log.warning("gunicorn master pid=%s is gone; subscriber exits", self._parent_pid)
+                return
+
+    def _handle_raw(self, client: redis.Redis, raw: bytes) -> None:
+        try:
+            envelope = decode_envelope(raw)
+        except InvalidEnvelopeError as error:
+            self._reject("envelope", "skipped invalid bus message (%d bytes): %s", len(raw), error)
+            return
+        self._handle(client, envelope)
+
+    def _handle(self, client: redis.Redis, envelope: Envelope) -> None:
+        if not is_valid_epoch(envelope.epoch):
+            self._reject("epoch", "skipped message with invalid epoch %r", envelope.epoch)
+            return
+        if envelope.epoch != self._epoch:
+            self._start_epoch(envelope.epoch)
+        elif envelope.seq <= self._last_seq:
+            log.debug("skipped seq=%s, already written", envelope.seq)
+            return
+        elif envelope.seq > self._last_seq + 1:
+            self._repair(client, envelope.seq)
+        self._write(envelope)
+
+    def _start_epoch(self, epoch: str) -> None:
+        if self._epoch is not None:
+            log.warning("epoch changed from %s to %s (Redis state was lost); "
+                        "clients receive fresh snapshots", self._epoch, epoch)
+        self._epoch = epoch
+        self._last_seq = 0
+        self._write_resync_all()
+
+    # -- gap repair -----------------------------------------------------
+
+    def _catch_up(self, client: redis.Redis) -> None:
+        """Write every update that Redis has and the ring does not yet have."""
+        epoch_raw, seq_raw = client.mget(self._keys.epoch, self._keys.seq)
+        if epoch_raw is None:
+            return
+        epoch = epoch_raw.decode("ascii", "replace")
+        current = int(seq_raw or 0)
+        if epoch != self._epoch:
+            if self._epoch is None:
+                # A fresh pod: clients read snapshots from Redis directly, so
+                # only updates after the current seq need to reach the ring.
+                log.info("subscriber starts at epoch=%s seq=%s", epoch, current)
+                self._epoch = epoch
+                self._last_seq = current
+                self._write_resync_all()
+                return
+            self._start_epoch(epoch)
+            self._last_seq = current
+            return
+        if current > self._last_seq:
+            self._repair(client, current + 1)
+
+    def _repair(self, client: redis.Redis, next_seq: int) -> None:
+        """Fill the seqs between the last written one and ``next_seq`` from the log."""
+        first_missing = self._last_seq + 1
+        missing = next_seq - first_missing
+        entries = client.zrangebyscore(
+            self._keys.global_log, first_missing, next_seq - 1
+        )
+        envelopes = []
+        for raw in entries:
+            try:
+                envelopes.append(decode_envelope(raw))
+            except InvalidEnvelopeError as error:
+                self._reject("envelope", "skipped invalid log entry: %s", error)
+        covered = [e for e in envelopes if e.epoch == self._epoch]
+        if len(covered) == missing and [e.seq for e in covered] == list(
+            range(first_missing, next_seq)
+        ):
+            log.info("repaired gap of %d updates (seq %d..%d) from the log",
+                     missing, first_missing, next_seq - 1)
+            for envelope in covered:
+                self._write(envelope)
+            return
+        log.warning("log no longer covers seq %d..%d (%d of %d found); "
+                    "clients receive fresh snapshots",
+                    first_missing, next_seq - 1, len(covered), missing)
+        self._last_seq = next_seq - 1
+        self._write_resync_all()
+
+    # -- writing --------------------------------------------------------
+
+    def _write(self, envelope: Envelope) -> None:
+        try:
+            validate_channel(envelope.channel)
+            kind, payload = build_frame(envelope)
+        except (InvalidChannelError, FrameError) as error:
+            self._reject("frame", "skipped seq=%s channel %r: %s",
+                         envelope.seq, envelope.channel[:200], error)
+            # The seq is taken, so it counts as written; clients of that
+            # channel are resynchronised instead of receiving the bad frame.
+            self._last_seq = max(self._last_seq, envelope.seq)
+            self._write_resync_channel(envelope.channel, envelope.seq)
+            return
+        try:
+            self._ring.write(kind, envelope.channel, payload, envelope.seq,
+                             envelope.version, envelope.publish_ts_ms)
+        except ring_layout.RecordTooLargeError as error:
+            log.error("update seq=%s of %s does not fit the ring: %s; "
+                      "its clients receive a snapshot instead", envelope.seq,
+                      envelope.channel, error)
+            self._last_seq = envelope.seq
+            self._write_resync_channel(envelope.channel, envelope.seq)
+            return
+        self._last_seq = envelope.seq
+        self._ring.set_subscriber_status(last_seq=self._last_seq, epoch=self._epoch)
+        self._pending_notify = True
+
+    def _write_resync_all(self) -> None:
+        self._ring.write(ring_layout.RESYNC_ALL, "", b"", self._last_seq, 0, _now_ms())
+        self._ring.set_subscriber_status(last_seq=self._last_seq, epoch=self._epoch)
+        self._pending_notify = True
+
+    def _write_resync_channel(self, channel: str, seq: int) -> None:
+        try:
+            validate_channel(channel)
+        except InvalidChannelError:
+            return
+        self._ring.write(ring_layout.RESYNC_CHANNEL, channel, b"", seq, 0, _now_ms())
+        self._ring.set_subscriber_status(last_seq=self._last_seq, epoch=self._epoch)
+        self._pending_notify = True
+
+    def _flush_notify(self) -> None:
+        if self._pending_notify:
+            self._pending_notify = False
+            self._notifier.notify([index for index, _ in self._ring.active_slots()])
+
+    # -- status and housekeeping ---------------------------------------
+
+    def _publish_status(self, state: int) -> None:
+        self._ring.set_subscriber_status(pid=os.getpid(), state=state, heartbeat=time.time())
+        self._last_status = time.monotonic()
+
+    def _maybe_publish_status(self) -> None:
+        if time.monotonic() - self._last_status >= STATUS_INTERVAL:
+            self._ring.set_subscriber_status(heartbeat=time.time())
+            self._last_status = time.monotonic()
+
+    def _parent_alive(self) -> bool:
+        return os.getppid() == self._parent_pid
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            self._maybe_publish_status()
+
+    def _reject(self, kind: str, message: str, *args: object) -> None:
+        """Count an invalid message and log it, at most INVALID_LOG_LIMIT times a minute per kind."""
+        self.invalid_messages += 1
+        now = time.monotonic()
+        recent = [t for t in self._invalid_logged.get(kind, []) if now - t < 60]
+        if len(recent) < INVALID_LOG_LIMIT:
+            recent.append(now)
+            log.error(message + " (invalid messages so far: %d)", *args, self.invalid_messages)
+        self._invalid_logged[kind] = recent
+
+
+def build_frame(envelope: Envelope) -> tuple[int, bytes]:
+    """Build the ring record kind and SSE frame bytes of one envelope.
+
+    Raises FrameError when the JSON text in the envelope is invalid.
+    """
+    body = compact_json(envelope.body)
+    event_id = format_event_id(envelope.epoch, envelope.seq)
+    if envelope.kind == KIND_SNAPSHOT:
+        data = snapshot_data(envelope.channel, envelope.version, body)
+        return ring_layout.FRAME_SNAPSHOT, encode_frame(b"snapshot", data, event_id)
+    data = delta_data(envelope.channel, envelope.version, body)
+    return ring_layout.FRAME_DELTA, encode_frame(b"delta", data, event_id)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _close_quietly(pubsub: redis.client.PubSub, client: redis.Redis) -> None:
+    for closable in (pubsub, client):
+        try:
+            closable.close()
+        except (redis.RedisError, OSError) as error:
+            log.debug("closing redis connection failed: %s", error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="livegate's per-pod Redis subscriber")
+    parser.add_argument("--ring-fd", type=int, required=True,
+                        help="file descriptor of the shared-memory ring (memfd)")
+    arguments = parser.parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings)
+    ring = ring_layout.Ring.attach(arguments.ring_fd)
+    subscriber = Subscriber(settings, ring)
+    signal.signal(signal.SIGTERM, subscriber.request_stop)
+    signal.signal(signal.SIGINT, subscriber.request_stop)
+    subscriber.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""gunicorn settings and hooks for livegate.
+
+Defaults fit long-lived SSE streams; each can be overridden the usual
+gunicorn way (command line, GUNICORN_CMD_ARGS, WEB_CONCURRENCY).
+gunicorn's default bind applies: 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT
+is set.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fanout import pod  # noqa: E402
+from livegate.logs import configure_logging  # noqa: E402
+from livegate.settings import Settings  # noqa: E402
+
+# Worker processes. Each holds its share of the streams; the pod's single
+# Redis subscriber feeds them all through the ring, whatever their number.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+# gunicorn's gevent worker with the livegate hub started in it.
+worker_class = "workers.worker.StreamWorker"
+
+# Streams per worker. gunicorn's default of 1000 is far below what one
+# gevent worker holds; each stream takes one file descriptor, and the
+# process limit (ulimit -n) must leave room above this number.
+worker_connections = 10000
+
+# A gevent worker tells the master it is alive once a second from its main
+# loop, so only a worker whose event loop is blocked for this long is
+# killed; a healthy one never gets near it.
+timeout = 60
+
+# Streams end on SIGTERM within LIVEGATE_SHUTDOWN_WINDOW; this is the hard
+# stop after that.
+graceful_timeout = 30
+
+# Restarting a worker drops every stream it holds, so no recycling.
+max_requests = 0
+
+keepalive = 5
+
+# Access logs for thousands of long streams would flood the log; enable
+# with --access-logfile - when needed.
+accesslog = None
+
+# gunicorn 27's control socket defaults to one path per user, so two
+# gateways on one host would fight over it, and a read-only root file
+# system has no place for it. Enable with --control-socket PATH if needed.
+control_socket_disable = True
+
+
+def on_starting(server):
+    configure_logging(Settings.from_env())
+
+
+def when_ready(server):
+    # Create the ring and start the subscriber before any worker forks, so
+    # every worker inherits the same mapping.
+    pod.start(Settings.from_env())
+
+
+def pre_fork(server, worker):
+    worker.livegate_slot = pod.assign_slot()
+
+
+def child_exit(server, worker):
+    pod.release_slot(getattr(worker, "livegate_slot", None))
+
+
+def on_exit(server):
+    pod.stop()

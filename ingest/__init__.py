@@ -1,0 +1,1 @@
+"""Publishing into livegate: the publisher with auto-compare, and the demo feed."""

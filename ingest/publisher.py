@@ -1,0 +1,234 @@
+"""Publisher with auto-compare.
+
+A publish takes the whole new document of a channel, compares it with the
+stored one and sends only an RFC 6902 patch, or nothing when nothing
+changed. The write itself is ``publish.lua``, one atomic step in Redis that
+checks the base version, so two publishers racing on one channel never
+lose an update: the loser recomputes its patch against the winner's
+document and tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jsonpatch
+import jsonpointer
+import orjson
+import redis
+
+from livegate.channels import validate_channel
+from livegate.ids import format_event_id
+from livegate.settings import Settings
+from livegate.wire import KIND_DELTA, KIND_SNAPSHOT, Keys
+
+log = logging.getLogger(__name__)
+
+SCRIPT_PATH = Path(__file__).with_name("publish.lua")
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+class PublishError(Exception):
+    """Base class of the publisher's own errors."""
+
+
+class DocumentError(PublishError, ValueError):
+    """A document or patch that is not valid JSON for livegate."""
+
+
+class PatchError(PublishError, ValueError):
+    """A JSON Patch that is malformed or does not apply to the current document."""
+
+
+class VersionConflictError(PublishError):
+    """The channel moved past the base version the caller named."""
+
+    def __init__(self, channel: str, base_version: int, current_version: int):
+        self.channel = channel
+        self.base_version = base_version
+        self.current_version = current_version
+        super().__init__(
+            f"channel {channel!r} is at version {current_version}, not {base_version}: "
+            "fetch the current document and compute the change again"
+        )
+
+
+class PublishResult(NamedTuple):
+    channel: str
+    version: int
+    id: str | None
+    changed: bool
+
+
+def canonical_json(document: Any) -> bytes:
+    """Encode ``document`` as compact JSON with sorted keys, for comparisons.
+
+    Raises DocumentError for values JSON cannot carry (non-string keys,
+    integers beyond 64 bits, objects of other types).
+    """
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except TypeError as error:
+        raise DocumentError(f"document is not valid JSON: {error}") from None
+
+
+def make_patch(old: Any, new: Any) -> list[dict]:
+    """Compute an RFC 6902 patch from ``old`` to ``new``.
+
+    The patch is checked by applying it: jsonpatch compares values with
+    Python's ``==``, which treats ``1``, ``1.0`` and ``true`` as equal, so
+    where the result differs from ``new`` the patch replaces the whole
+    document instead.
+    """
+    operations = jsonpatch.make_patch(old, new).patch
+    try:
+        applied = jsonpatch.apply_patch(old, operations)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
+        applied = None
+    if applied is None or canonical_json(applied) != canonical_json(new):
+        log.debug("generated patch did not reproduce the document; replacing the root")
+        return [{"op": "replace", "path": "", "value": new}]
+    return operations
+
+
+class Publisher:
+    """Publishes documents and patches to channels through Redis.
+
+    Thread-safe and greenlet-safe as far as the redis client is. The same
+    class serves the HTTP publish route and the ingest process.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str = "lg",
+        channel_log_length: int = 200,
+        global_log_length: int = 10_000,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ):
+        self._client = client
+        self._keys = Keys(key_prefix)
+        self._channel_log_length = channel_log_length
+        self._global_log_length = global_log_length
+        self._max_attempts = max_attempts
+        self._script = client.register_script(SCRIPT_PATH.read_text())
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> "Publisher":
+        if client is None:
+            client = redis.Redis.from_url(settings.redis_url)
+        return cls(
+            client,
+            key_prefix=settings.key_prefix,
+            channel_log_length=settings.channel_log_length,
+            global_log_length=settings.global_log_length,
+        )
+
+    def current(self, channel: str) -> tuple[int, Any]:
+        """Return the current version and document of ``channel`` (0 and None if unknown)."""
+        version, document_json = self._client.hmget(self._keys.state(channel), "version", "doc")
+        if version is None:
+            return 0, None
+        return int(version), orjson.loads(document_json)
+
+    def publish(self, channel: str, document: Any) -> PublishResult:
+        """Publish ``document`` as the new state of ``channel``.
+
+        Only the difference to the stored document leaves; an identical
+        document publishes nothing and returns ``changed=False``.
+        """
+        validate_channel(channel)
+        new_json = canonical_json(document)
+        for _ in range(self._max_attempts):
+            version, old = self.current(channel)
+            if version and canonical_json(old) == new_json:
+                return PublishResult(channel, version, None, False)
+            if version == 0:
+                result = self._write(channel, 0, KIND_SNAPSHOT, b"", new_json)
+            else:
+                patch = make_patch(old, document)
+                result = self._write_change(channel, version, patch, new_json)
+            if result is not None:
+                return result
+        raise VersionConflictError(channel, version, self.current(channel)[0])
+
+    def publish_patch(
+        self, channel: str, patch: Any, base_version: int | None = None
+    ) -> PublishResult:
+        """Apply an RFC 6902 ``patch`` to the current document and publish it.
+
+        With ``base_version`` the patch must have been computed against that
+        version, else VersionConflictError. Without it the patch applies to
+        whatever version is current, retried if another publish wins the race.
+        """
+        validate_channel(channel)
+        try:
+            operations = jsonpatch.JsonPatch(patch)
+        except (jsonpatch.InvalidJsonPatch, TypeError) as error:
+            raise PatchError(f"invalid JSON Patch: {error}") from None
+        for _ in range(self._max_attempts):
+            version, old = self.current(channel)
+            if base_version is not None and base_version != version:
+                raise VersionConflictError(channel, base_version, version)
+            try:
+                new = operations.apply(old)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as error:
+                raise PatchError(
+                    f"patch does not apply to version {version} of {channel!r}: {error}"
+                ) from None
+            new_json = canonical_json(new)
+            if version and canonical_json(old) == new_json:
+                return PublishResult(channel, version, None, False)
+            if version == 0:
+                result = self._write(channel, 0, KIND_SNAPSHOT, b"", new_json)
+            else:
+                result = self._write_change(channel, version, make_patch(old, new), new_json)
+            if result is not None:
+                return result
+            if base_version is not None:
+                raise VersionConflictError(channel, base_version, self.current(channel)[0])
+        raise VersionConflictError(channel, version, self.current(channel)[0])
+
+    def _write_change(
+        self, channel: str, base_version: int, patch: list, new_json: bytes
+    ) -> PublishResult | None:
+        patch_json = canonical_json(patch)
+        # A patch larger than the document it produces costs every client more
+        # than the document itself, so such a change travels as a snapshot.
+        kind = KIND_SNAPSHOT if len(patch_json) >= len(new_json) else KIND_DELTA
+        return self._write(channel, base_version, kind, patch_json, new_json)
+
+    def _write(
+        self, channel: str, base_version: int, kind: str, patch_json: bytes, new_json: bytes
+    ) -> PublishResult | None:
+        """Run the publish script; return None when the base version was stale."""
+        keys = self._keys
+        status, version, seq, epoch = self._script(
+            keys=[
+                keys.epoch, keys.seq, keys.channels, keys.state(channel),
+                keys.channel_log(channel), keys.global_log,
+            ],
+            args=[
+                channel, base_version, kind, patch_json, new_json, new_epoch(),
+                self._channel_log_length, self._global_log_length, keys.bus,
+            ],
+        )
+        if status == 0:
+            log.debug(
+                "publish to %s lost a race at version %s (now %s); retrying",
+                channel, base_version, version,
+            )
+            return None
+        return PublishResult(channel, int(version), format_event_id(_text(epoch), int(seq)), True)
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 12 lowercase hex characters."""
+    return secrets.token_hex(6)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value

@@ -1,0 +1,164 @@
+"""The Redis wire format shared by publishers, the subscriber and workers.
+
+Keys (``P`` is the key prefix, ``lg`` by default):
+
+- ``P:epoch``            string, the lineage of the state; new when Redis lost it
+- ``P:seq``              integer, the last global sequence number assigned
+- ``P:channels``         hash, channel name -> current version
+- ``P:state:{channel}``  hash with ``version``, ``seq``, ``ts`` and ``doc``
+- ``P:log:{channel}``    sorted set of recent envelopes of one channel, score = seq
+- ``P:log``              sorted set of recent envelopes of all channels, score = seq
+- ``P:bus``              the Pub/Sub channel every envelope is published on
+
+An envelope is a msgpack map with string keys; ``data`` and ``patch`` hold
+JSON text (UTF-8), so a gateway can place them in SSE frames without
+decoding the document per client. docs/protocol.md describes the same
+layout for producers in other languages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+
+ENVELOPE_FORMAT = 1
+KIND_SNAPSHOT = "snapshot"
+KIND_DELTA = "delta"
+
+# An envelope above this size is rejected by the subscriber; the publish
+# API limits bodies further (LIVEGATE_MAX_PUBLISH_BYTES).
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
+
+
+class InvalidEnvelopeError(ValueError):
+    """A message on the bus that is not a valid livegate envelope."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Redis key names for one key prefix."""
+
+    prefix: str
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}:seq"
+
+    @property
+    def channels(self) -> str:
+        return f"{self.prefix}:channels"
+
+    @property
+    def global_log(self) -> str:
+        return f"{self.prefix}:log"
+
+    @property
+    def bus(self) -> str:
+        return f"{self.prefix}:bus"
+
+    def state(self, channel: str) -> str:
+        return f"{self.prefix}:state:{channel}"
+
+    def channel_log(self, channel: str) -> str:
+        return f"{self.prefix}:log:{channel}"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    epoch: str
+    seq: int
+    channel: str
+    version: int
+    prev_seq: int
+    publish_ts_ms: int
+    kind: str
+    # JSON text: the whole document for a snapshot, the patch for a delta.
+    body: bytes
+
+
+def _require_int(message: dict, field: str, minimum: int) -> int:
+    value = message.get(field)
+    if type(value) is not int or value < minimum:
+        raise InvalidEnvelopeError(f"field {field!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _require_str(message: dict, field: str) -> str:
+    value = message.get(field)
+    if not isinstance(value, str) or not value:
+        raise InvalidEnvelopeError(f"field {field!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _require_json_text(message: dict, field: str) -> bytes:
+    value = message.get(field)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, bytes):
+        return value
+    raise InvalidEnvelopeError(f"field {field!r} must be JSON text, got {type(value).__name__}")
+
+
+def decode_envelope(raw: bytes) -> Envelope:
+    """Decode and check one bus message.
+
+    Raises InvalidEnvelopeError for anything that is not a complete envelope
+    of a known format. The JSON text inside is not parsed here; the frame
+    encoder validates it.
+    """
+    if not isinstance(raw, (bytes, bytearray)):
+        raise InvalidEnvelopeError(f"message must be bytes, got {type(raw).__name__}")
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise InvalidEnvelopeError(
+            f"message of {len(raw)} bytes exceeds the maximum of {MAX_ENVELOPE_BYTES}"
+        )
+    try:
+        message = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+        raise InvalidEnvelopeError(f"not a msgpack message: {error}") from None
+    if not isinstance(message, dict):
+        raise InvalidEnvelopeError(f"message must be a msgpack map, got {type(message).__name__}")
+    if message.get("v") != ENVELOPE_FORMAT:
+        raise InvalidEnvelopeError(
+            f"unknown envelope format {message.get('v')!r}, expected {ENVELOPE_FORMAT}"
+        )
+    kind = message.get("kind")
+    if kind == KIND_SNAPSHOT:
+        body = _require_json_text(message, "data")
+    elif kind == KIND_DELTA:
+        body = _require_json_text(message, "patch")
+    else:
+        raise InvalidEnvelopeError(f"field 'kind' must be 'snapshot' or 'delta', got {kind!r}")
+    return Envelope(
+        epoch=_require_str(message, "epoch"),
+        seq=_require_int(message, "seq", 1),
+        channel=_require_str(message, "channel"),
+        version=_require_int(message, "version", 1),
+        prev_seq=_require_int(message, "prev_seq", 0),
+        publish_ts_ms=_require_int(message, "ts", 0),
+        kind=kind,
+        body=body,
+    )
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """Encode an envelope the way the publish script does (used by tests and tools)."""
+    field = "data" if envelope.kind == KIND_SNAPSHOT else "patch"
+    return msgpack.packb(
+        {
+            "v": ENVELOPE_FORMAT,
+            "epoch": envelope.epoch,
+            "seq": envelope.seq,
+            "channel": envelope.channel,
+            "version": envelope.version,
+            "prev_seq": envelope.prev_seq,
+            "ts": envelope.publish_ts_ms,
+            "kind": envelope.kind,
+            field: envelope.body,
+        }
+    )

@@ -1,0 +1,283 @@
+"""The per-worker hub: reads the ring and hands frames to streams.
+
+One hub runs in each gevent worker. Its ring-reader greenlet sleeps on
+the worker's wake-up socket, reads every new record, and offers each
+frame to the streams whose subscriptions match, without yielding in
+between; so the subscription index and the streams' queues are never
+seen half-changed. Each stream's own greenlet (the Flask response
+generator in ``stream_events``) does the blocking work: its Redis sync
+and its socket writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Iterator
+
+import gevent
+import redis
+
+from fanout import ring as ring_layout
+from fanout.notify import bind_wakeup_socket
+from livegate.frames import retry_frame
+from livegate.settings import Settings
+from livegate.wire import Keys
+from workers.client import (
+    CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED, StreamClient,
+)
+from workers.heartbeat import HeartbeatLoop
+from workers.matcher import SubscriptionIndex
+from workers.sync import Synchronizer
+
+log = logging.getLogger(__name__)
+
+# The reader also wakes this often without a datagram, which bounds the
+# delay when a wake-up is lost and refreshes the worker's slot heartbeat.
+READER_FALLBACK_INTERVAL = 0.5
+# Without a wake-up socket (no slot assigned) the reader polls this often.
+READER_POLL_INTERVAL = 0.02
+MAX_RECORDS_PER_READ = 2000
+REDIS_POOL_SIZE = 64
+REDIS_POOL_TIMEOUT = 10.0
+
+
+class Hub:
+    """Ring reader, subscription index and open streams of one worker."""
+
+    def __init__(self, settings: Settings, ring: ring_layout.Ring, slot: int | None):
+        self.settings = settings
+        self.ring = ring
+        self.slot = slot
+        self.index = SubscriptionIndex()
+        self.streams: set[StreamClient] = set()
+        self.redis = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=REDIS_POOL_SIZE,
+                timeout=REDIS_POOL_TIMEOUT, socket_timeout=10, socket_connect_timeout=5,
+            )
+        )
+        self.synchronizer = Synchronizer(self.redis, Keys(settings.key_prefix))
+        self.reader = ring_layout.RingReader(ring)
+        self.stopping = False
+        self.started_at = time.time()
+        self.stats = {
+            "streams_opened": 0, "streams_closed": 0, "slow_consumer_drops": 0,
+            "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
+            "frames_offered": 0,
+        }
+        self._greenlets: list[gevent.Greenlet] = []
+        self._heartbeat = HeartbeatLoop(self, settings.heartbeat_interval)
+
+    # -- lifecycle ------------------------------------------------------
+
+    def start(self) -> None:
+        if self.slot is not None:
+            self.ring.claim_slot(self.slot, os.getpid())
+        self._greenlets = [
+            gevent.spawn(self._read_loop),
+            gevent.spawn(self._heartbeat.run),
+        ]
+        log.info("hub started pid=%s slot=%s ring=%s position=%s",
+                 os.getpid(), self.slot, self.ring.ring_id, self.reader.position)
+
+    def shutdown(self, window: float) -> None:
+        """End every stream with a final ``retry:``, spread over ``window`` seconds.
+
+        Streams close in small groups so that their clients come back to
+        other pods over the window instead of all in the same second.
+        """
+        self.stopping = True
+        streams = list(self.streams)
+        random.shuffle(streams)
+        log.info("hub stopping pid=%s: closing %d streams over %.1f s",
+                 os.getpid(), len(streams), window)
+        groups = max(1, min(len(streams), int(window * 10)))
+        per_group = max(1, -(-len(streams) // groups))
+        for start in range(0, len(streams), per_group):
+            for stream in streams[start:start + per_group]:
+                stream.close(CLOSE_SHUTDOWN, self.final_retry_frame())
+            if window > 0:
+                gevent.sleep(window / groups)
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+
+    def retry_frame(self) -> bytes:
+        jitter = random.randint(0, self.settings.retry_jitter_ms)
+        return retry_frame(self.settings.retry_ms + jitter)
+
+    final_retry_frame = retry_frame
+
+    # -- streams --------------------------------------------------------
+
+    def open_stream(self, subscriptions, since: str | None, remote: str) -> StreamClient:
+        stream = StreamClient(subscriptions, self.settings.client_queue_bytes, since, remote)
+        for subscription in subscriptions:
+            self.index.add(subscription, stream)
+        self.streams.add(stream)
+        self.stats["streams_opened"] += 1
+        log.debug("stream %s opened from %s: %s", stream.id, remote,
+                  ",".join(s.text for s in subscriptions))
+        return stream
+
+    def close_stream(self, stream: StreamClient) -> None:
+        if stream not in self.streams:
+            return
+        self.streams.discard(stream)
+        for subscription in stream.subscriptions:
+            self.index.remove(subscription, stream)
+        self.stats["streams_closed"] += 1
+        if not stream.closed:
+            stream.close(CLOSE_CLIENT_GONE)
+        if stream.close_reason == CLOSE_SLOW_CONSUMER:
+            self.stats["slow_consumer_drops"] += 1
+            log.warning("stream %s from %s dropped: slow consumer with %d bytes queued",
+                        stream.id, stream.remote, stream.queued_bytes)
+        else:
+            log.debug("stream %s closed: %s", stream.id, stream.close_reason)
+
+    def stream_events(self, stream: StreamClient) -> Iterator[bytes]:
+        """Yield the bytes of one stream until it ends; the body of the SSE response.
+
+        Response headers are already fixed when this runs, so a failure ends
+        the stream (the client reconnects and resumes) instead of an error.
+        """
+        stream.greenlet = gevent.getcurrent()
+        synced_generation = 0
+        try:
+            # Phase: the retry hint goes out at once, with the headers.
+            yield self.retry_frame()
+
+            # Phase: sync whenever asked (first connect, overrun, epoch
+            # change), otherwise write whatever the ring reader queued.
+            while not stream.closed:
+                if stream.sync_generation != synced_generation:
+                    synced_generation = self._sync(stream)
+                    continue
+                if stream.queue:
+                    yield stream.take()
+                    stream.last_sent = time.monotonic()
+                    continue
+                stream.wakeup.wait()
+
+            # Phase: a final frame (retry hint on shutdown or drop), if any.
+            if stream.final_frame:
+                yield stream.final_frame
+        finally:
+            self.close_stream(stream)
+
+    def _sync(self, stream: StreamClient) -> int:
+        """Run one sync for ``stream`` and return the generation it satisfied."""
+        generation = stream.sync_generation
+        since, stream.since = stream.since, None
+        try:
+            result = self.synchronizer.sync(stream.subscriptions, since)
+        except redis.RedisError as error:
+            log.error("stream %s: sync from redis failed: %s; closing it so the client "
+                      "reconnects", stream.id, error)
+            stream.close(CLOSE_SYNC_FAILED, self.retry_frame())
+            return generation
+        if stream.sync_generation != generation:
+            # A resync request arrived while reading; the next loop reads again.
+            return generation
+        stream.finish_sync(result.epoch, result.seq, result.frames)
+        self.stats["snapshots_sent"] += result.snapshots
+        self.stats["deltas_replayed"] += result.deltas
+        return generation
+
+    # -- ring reader ----------------------------------------------------
+
+    def _read_loop(self) -> None:
+        wakeup = self._bind_wakeup()
+        reader = self.reader
+        while not self.stopping:
+            records = reader.read_available(max_records=MAX_RECORDS_PER_READ)
+            if reader.overrun:
+                self.stats["ring_overruns"] += 1
+                log.error("worker pid=%s fell behind the ring (overrun %d); "
+                          "resynchronising %d streams with snapshots",
+                          os.getpid(), reader.overruns, len(self.streams))
+                if self.slot is not None:
+                    self.ring.add_slot_overrun(self.slot)
+                reader.clear_overrun()
+                self._resync_all()
+            for record in records:
+                self._dispatch(record)
+            if self.slot is not None:
+                self.ring.update_slot(self.slot, reader.position, time.time())
+            if len(records) >= MAX_RECORDS_PER_READ:
+                gevent.sleep(0)
+                continue
+            self._wait_for_records(wakeup)
+
+    def _bind_wakeup(self):
+        if self.slot is None:
+            return None
+        try:
+            return bind_wakeup_socket(self.ring.ring_id, self.slot)
+        except OSError as error:
+            log.warning("worker pid=%s cannot bind wake-up socket of slot %s (%s); "
+                        "polling the ring every %.0f ms instead", os.getpid(), self.slot,
+                        error, READER_POLL_INTERVAL * 1000)
+            return None
+
+    def _wait_for_records(self, wakeup) -> None:
+        if wakeup is None:
+            gevent.sleep(READER_POLL_INTERVAL)
+            return
+        wakeup.settimeout(READER_FALLBACK_INTERVAL)
+        try:
+            wakeup.recv(64)
+        except TimeoutError:
+            pass
+
+    def _dispatch(self, record) -> None:
+        kind = record.kind
+        if kind == ring_layout.FRAME_DELTA or kind == ring_layout.FRAME_SNAPSHOT:
+            seq = record.seq
+            frame = record.payload
+            for streams in self.index.recipients(record.channel):
+                for stream in streams:
+                    stream.offer(seq, frame)
+            self.stats["frames_offered"] += 1
+        elif kind == ring_layout.RESYNC_CHANNEL:
+            for streams in self.index.recipients(record.channel):
+                for stream in streams:
+                    stream.request_resync()
+            self.stats["resyncs"] += 1
+        elif kind == ring_layout.RESYNC_ALL:
+            self._resync_all()
+
+    def _resync_all(self) -> None:
+        for stream in self.streams:
+            stream.request_resync()
+        self.stats["resyncs"] += 1
+
+    # -- status ---------------------------------------------------------
+
+    def subscriber_ready(self) -> tuple[bool, str]:
+        """Return whether the pod's subscriber is alive, connected and current, and why not."""
+        status = self.ring.subscriber_status()
+        age = time.time() - status.heartbeat
+        if status.pid == 0:
+            return False, "subscriber has not started"
+        if age > self.settings.subscriber_stale_after:
+            return False, f"subscriber pid={status.pid} silent for {age:.1f} s"
+        if status.state != ring_layout.SUBSCRIBER_CONNECTED:
+            return False, f"subscriber pid={status.pid} is not connected to redis"
+        return True, f"subscriber pid={status.pid} connected, last seq {status.last_seq}"
+
+
+_current: Hub | None = None
+
+
+def install(hub: Hub) -> None:
+    global _current
+    _current = hub
+
+
+def current() -> Hub | None:
+    """Return this worker's hub, or None outside a livegate gunicorn worker."""
+    return _current

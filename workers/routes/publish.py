@@ -1,0 +1,101 @@
+"""``POST /v1/publish/<channel>``: publish a document or a patch."""
+
+from __future__ import annotations
+
+import logging
+
+import msgpack
+import orjson
+import redis
+from flask import Blueprint, request
+
+from ingest.publisher import DocumentError, PatchError, VersionConflictError
+from livegate.channels import InvalidChannelError, validate_channel
+from workers.routes.errors import invalid_channel, json_error
+from workers.routes.gateway import gateway
+
+log = logging.getLogger(__name__)
+
+publish = Blueprint("publish", __name__)
+
+JSON = "application/json"
+JSON_PATCH = "application/json-patch+json"
+MSGPACK = "application/msgpack"
+
+
+@publish.post("/v1/publish/<channel:channel>")
+def publish_channel(channel: str):
+    service = gateway()
+    try:
+        validate_channel(channel)
+    except InvalidChannelError as error:
+        return invalid_channel(error)
+
+    limit = service.settings.max_publish_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(request.content_length, limit)
+    body = request.get_data(cache=False)
+    if len(body) > limit:
+        return _too_large(len(body), limit)
+
+    content_type = request.mimetype
+    try:
+        if content_type == JSON:
+            result = service.publisher.publish(channel, _load_json(body))
+        elif content_type == MSGPACK:
+            result = service.publisher.publish(channel, _load_msgpack(body))
+        elif content_type == JSON_PATCH:
+            base_version = _base_version()
+            result = service.publisher.publish_patch(channel, _load_json(body), base_version)
+        else:
+            return json_error(
+                415, "unsupported_media_type",
+                f"Content-Type {content_type or '(none)'!r} is not supported; "
+                f"use {JSON}, {JSON_PATCH} or {MSGPACK}",
+            )
+    except DocumentError as error:
+        return json_error(400, "invalid_document", str(error))
+    except PatchError as error:
+        return json_error(422, "patch_failed", str(error))
+    except VersionConflictError as error:
+        return json_error(409, "version_conflict", str(error), channel=channel,
+                          current_version=error.current_version)
+    except ValueError as error:
+        return json_error(400, "invalid_request", str(error))
+    except redis.RedisError as error:
+        log.error("publish to %s failed: redis error: %s", channel, error)
+        return json_error(503, "redis_unavailable", "redis is unavailable; retry later")
+    return {
+        "channel": result.channel, "version": result.version, "id": result.id,
+        "changed": result.changed,
+    }
+
+
+def _too_large(size: int, limit: int):
+    return json_error(413, "body_too_large",
+                      f"body of {size} bytes exceeds the maximum of {limit} "
+                      "(LIVEGATE_MAX_PUBLISH_BYTES)", maximum=limit)
+
+
+def _load_json(body: bytes):
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise DocumentError(f"body is not valid JSON: {error}") from None
+
+
+def _load_msgpack(body: bytes):
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+        raise DocumentError(f"body is not valid msgpack: {error}") from None
+
+
+def _base_version() -> int | None:
+    """Read the optional ``base_version`` query parameter of a patch publish."""
+    raw = request.args.get("base_version")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"base_version must be a non-negative integer, got {raw!r}")
+    return int(raw)
