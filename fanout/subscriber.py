@@ -140,14 +140,29 @@ class Subscriber:
         if not is_valid_epoch(envelope.epoch):
             self._reject("epoch", "skipped message with invalid epoch %r", envelope.epoch)
             return
-        if envelope.epoch != self._epoch:
-            self._start_epoch(envelope.epoch)
-        elif envelope.seq <= self._last_seq:
+        if envelope.seq <= self._last_seq and envelope.epoch == self._epoch:
             log.debug("skipped seq=%s, already written", envelope.seq)
             return
-        elif envelope.seq > self._last_seq + 1:
-            self._repair(client, envelope.seq)
+        if envelope.epoch != self._epoch or envelope.seq > self._last_seq + 1:
+            # A new epoch or a gap makes every stream resynchronise, so the
+            # message must agree with Redis first: anyone who can PUBLISH on
+            # the bus could otherwise send seq 10**9 and have every later
+            # real update skipped as "already written".
+            epoch, current = self._redis_position(client)
+            if envelope.epoch != epoch or envelope.seq > current:
+                self._reject("position", "skipped message epoch=%s seq=%s: Redis is at "
+                             "epoch=%s seq=%s", envelope.epoch, envelope.seq, epoch, current)
+                return
+            if envelope.epoch != self._epoch:
+                self._start_epoch(envelope.epoch)
+            elif envelope.seq > self._last_seq + 1:
+                self._repair(client, envelope.seq)
         self._write(envelope)
+
+    def _redis_position(self, client: redis.Redis) -> tuple[str | None, int]:
+        epoch_raw, seq_raw = client.mget(self._keys.epoch, self._keys.seq)
+        epoch = epoch_raw.decode("ascii", "replace") if epoch_raw is not None else None
+        return epoch, int(seq_raw or 0)
 
     def _start_epoch(self, epoch: str) -> None:
         if self._epoch is not None:
@@ -161,11 +176,9 @@ class Subscriber:
 
     def _catch_up(self, client: redis.Redis) -> None:
         """Write every update that Redis has and the ring does not yet have."""
-        epoch_raw, seq_raw = client.mget(self._keys.epoch, self._keys.seq)
-        if epoch_raw is None:
+        epoch, current = self._redis_position(client)
+        if epoch is None:
             return
-        epoch = epoch_raw.decode("ascii", "replace")
-        current = int(seq_raw or 0)
         if epoch != self._epoch:
             if self._epoch is None:
                 # A fresh pod: clients read snapshots from Redis directly, so

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jsonpatch
 import jsonpointer
 import orjson
 import redis
 
+from ingest.diff import diff
 from livegate.channels import validate_channel
 from livegate.ids import format_event_id
 from livegate.settings import Settings
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 SCRIPT_PATH = Path(__file__).with_name("publish.lua")
 DEFAULT_MAX_ATTEMPTS = 8
+# Documents larger than this have their patch computed by ``cpu_runner``
+# when one is given (gevent workers pass a thread-pool runner).
+CPU_OFFLOAD_BYTES = 64 * 1024
 
 
 class PublishError(Exception):
@@ -76,22 +80,8 @@ def canonical_json(document: Any) -> bytes:
 
 
 def make_patch(old: Any, new: Any) -> list[dict]:
-    """Compute an RFC 6902 patch from ``old`` to ``new``.
-
-    The patch is checked by applying it: jsonpatch compares values with
-    Python's ``==``, which treats ``1``, ``1.0`` and ``true`` as equal, so
-    where the result differs from ``new`` the patch replaces the whole
-    document instead.
-    """
-    operations = jsonpatch.make_patch(old, new).patch
-    try:
-        applied = jsonpatch.apply_patch(old, operations)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
-        applied = None
-    if applied is None or canonical_json(applied) != canonical_json(new):
-        log.debug("generated patch did not reproduce the document; replacing the root")
-        return [{"op": "replace", "path": "", "value": new}]
-    return operations
+    """Compute an RFC 6902 patch from ``old`` to ``new`` in linear time (see ingest.diff)."""
+    return diff(old, new)
 
 
 class Publisher:
@@ -108,8 +98,12 @@ class Publisher:
         channel_log_length: int = 200,
         global_log_length: int = 10_000,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        cpu_runner: Callable[..., Any] | None = None,
     ):
+        """``cpu_runner(function, *args)``, when given, runs patch computations
+        for documents above CPU_OFFLOAD_BYTES, e.g. off an event loop."""
         self._client = client
+        self._cpu_runner = cpu_runner
         self._keys = Keys(key_prefix)
         self._channel_log_length = channel_log_length
         self._global_log_length = global_log_length
@@ -117,7 +111,12 @@ class Publisher:
         self._script = client.register_script(SCRIPT_PATH.read_text())
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> "Publisher":
+    def from_settings(
+        cls,
+        settings: Settings,
+        client: redis.Redis | None = None,
+        cpu_runner: Callable[..., Any] | None = None,
+    ) -> "Publisher":
         if client is None:
             client = redis.Redis.from_url(settings.redis_url)
         return cls(
@@ -125,6 +124,7 @@ class Publisher:
             key_prefix=settings.key_prefix,
             channel_log_length=settings.channel_log_length,
             global_log_length=settings.global_log_length,
+            cpu_runner=cpu_runner,
         )
 
     def current(self, channel: str) -> tuple[int, Any]:
@@ -149,7 +149,7 @@ class Publisher:
             if version == 0:
                 result = self._write(channel, 0, KIND_SNAPSHOT, b"", new_json)
             else:
-                patch = make_patch(old, document)
+                patch = self._make_patch(old, document, len(new_json))
                 result = self._write_change(channel, version, patch, new_json)
             if result is not None:
                 return result
@@ -185,12 +185,18 @@ class Publisher:
             if version == 0:
                 result = self._write(channel, 0, KIND_SNAPSHOT, b"", new_json)
             else:
-                result = self._write_change(channel, version, make_patch(old, new), new_json)
+                patch = self._make_patch(old, new, len(new_json))
+                result = self._write_change(channel, version, patch, new_json)
             if result is not None:
                 return result
             if base_version is not None:
                 raise VersionConflictError(channel, base_version, self.current(channel)[0])
         raise VersionConflictError(channel, version, self.current(channel)[0])
+
+    def _make_patch(self, old: Any, new: Any, size: int) -> list[dict]:
+        if self._cpu_runner is not None and size > CPU_OFFLOAD_BYTES:
+            return self._cpu_runner(make_patch, old, new)
+        return make_patch(old, new)
 
     def _write_change(
         self, channel: str, base_version: int, patch: list, new_json: bytes

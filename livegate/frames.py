@@ -9,6 +9,9 @@ events to every stream that carries it.
 
 from __future__ import annotations
 
+import json
+import re
+
 import orjson
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -18,12 +21,35 @@ class FrameError(ValueError):
     """Input that cannot be placed in an SSE frame."""
 
 
+# A run of 19 or more digits may be an integer that does not fit 64 bits.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+_MIN_INTEGER = -(2**63)
+_MAX_INTEGER = 2**64 - 1
+
+
+def _check_integer(literal: str) -> int:
+    value = int(literal)
+    if not _MIN_INTEGER <= value <= _MAX_INTEGER:
+        raise FrameError(f"integer {literal} does not fit in 64 bits")
+    return value
+
+
 def compact_json(text: bytes) -> bytes:
     """Validate JSON text and return it compact, without any line break.
 
     Raises FrameError when ``text`` is not valid JSON (orjson rejects invalid
-    UTF-8 and lone surrogates as well).
+    UTF-8 and lone surrogates as well) or holds an integer outside 64 bits,
+    which orjson 3.13 would silently turn into a float.
     """
+    if _LONG_DIGITS.search(text):
+        # Rare, and usually digits inside a string: the standard library
+        # parser finds whether a real integer literal is out of range.
+        try:
+            json.loads(text, parse_int=_check_integer)
+        except ValueError as error:
+            if isinstance(error, FrameError):
+                raise
+            raise FrameError(f"invalid JSON text: {error}") from None
     try:
         return orjson.dumps(orjson.loads(text))
     except orjson.JSONDecodeError as error:

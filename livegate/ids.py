@@ -15,6 +15,7 @@ MAX_EPOCH_LENGTH = 16
 _EPOCH_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 # A seq is a Redis integer (signed 64-bit), so it never has more than 19 digits.
 _MAX_SEQ_DIGITS = 19
+_MAX_SEQ = 2**63 - 1
 
 
 class EventId(NamedTuple):
@@ -46,4 +47,7 @@ def parse_event_id(token: str | None) -> EventId | None:
         return None
     if not seq_text.isascii() or not seq_text.isdigit() or len(seq_text) > _MAX_SEQ_DIGITS:
         return None
-    return EventId(epoch, int(seq_text))
+    seq = int(seq_text)
+    if seq > _MAX_SEQ:
+        return None
+    return EventId(epoch, seq)

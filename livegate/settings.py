@@ -30,7 +30,11 @@ class Setting:
 
 def _integer(minimum: int, maximum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
+        # int() also accepts "1_000" and non-ASCII digits; settings take plain digits.
+        stripped = text.strip()
+        if not stripped.isascii() or "_" in stripped:
+            raise ValueError("must be a whole number written with digits 0-9")
+        value = int(stripped)
         if not minimum <= value <= maximum:
             raise ValueError(f"must be between {minimum} and {maximum}")
         return value
@@ -64,7 +68,7 @@ def _text(text: str) -> str:
 
 def _key_prefix(text: str) -> str:
     value = text.strip()
-    if not value or not all(c.isalnum() or c in "_-.:" for c in value):
+    if not value or not value.isascii() or not all(c.isalnum() or c in "_-.:" for c in value):
         raise ValueError("must be letters, digits or _ - . : and not empty")
     return value
 

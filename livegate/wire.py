@@ -123,9 +123,10 @@ def decode_envelope(raw: bytes) -> Envelope:
         raise InvalidEnvelopeError(f"not a msgpack message: {error}") from None
     if not isinstance(message, dict):
         raise InvalidEnvelopeError(f"message must be a msgpack map, got {type(message).__name__}")
-    if message.get("v") != ENVELOPE_FORMAT:
+    envelope_format = message.get("v")
+    if type(envelope_format) is not int or envelope_format != ENVELOPE_FORMAT:
         raise InvalidEnvelopeError(
-            f"unknown envelope format {message.get('v')!r}, expected {ENVELOPE_FORMAT}"
+            f"unknown envelope format {envelope_format!r}, expected {ENVELOPE_FORMAT}"
         )
     kind = message.get("kind")
     if kind == KIND_SNAPSHOT:

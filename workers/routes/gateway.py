@@ -10,6 +10,7 @@ from flask import current_app
 from ingest.publisher import Publisher
 from livegate.settings import Settings
 from livegate.wire import Keys
+from workers.offload import run_in_thread
 
 
 @dataclass
@@ -27,8 +28,8 @@ class Gateway:
                 socket_timeout=10, socket_connect_timeout=5,
             )
         )
-        return cls(settings, client, Publisher.from_settings(settings, client),
-                   Keys(settings.key_prefix))
+        publisher = Publisher.from_settings(settings, client, cpu_runner=run_in_thread)
+        return cls(settings, client, publisher, Keys(settings.key_prefix))
 
 
 def gateway() -> Gateway:
