@@ -33,7 +33,10 @@ from livegate.frames import FrameError, compact_json, delta_data, encode_frame, 
 from livegate.ids import format_event_id, is_valid_epoch
 from livegate.logs import configure_logging
 from livegate.settings import Settings
-from livegate.wire import KIND_SNAPSHOT, Envelope, InvalidEnvelopeError, Keys, decode_envelope
+from livegate.wire import (
+    KIND_SNAPSHOT, Envelope, InvalidEnvelopeError, Keys, Probe, decode_envelope, decode_message,
+    encode_probe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,13 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
 # At most this many log lines per kind of invalid message per minute.
 INVALID_LOG_LIMIT = 10
+# An unrepairable gap that touched more channels than this resynchronises
+# every stream instead of naming each channel.
+MAX_RESYNC_CHANNELS = 1000
+
+
+class ProbeLostError(Exception):
+    """A probe did not come back through Pub/Sub in time: the subscription is dead."""
 
 
 class Subscriber:
@@ -60,6 +70,12 @@ class Subscriber:
         self._last_status = 0.0
         self._invalid_logged: dict[str, list[float]] = {}
         self.invalid_messages = 0
+        # Delivery probes: the token names this process, the counter each probe.
+        self._probe_prefix = f"{os.getpid()}-{random.getrandbits(32):08x}-"
+        self._probe_counter = 0
+        self._probe_outstanding: str | None = None
+        self._probe_sent_at = 0.0
+        self._next_probe_at = 0.0
 
         status = ring.subscriber_status()
         # A restarted subscriber continues where the previous one stopped:
@@ -97,6 +113,12 @@ class Subscriber:
                     outage_started = None
                 backoff = BACKOFF_FIRST
                 self._receive(client, pubsub)
+            except ProbeLostError as error:
+                # Nothing raised, yet nothing arrives: treat it as an outage,
+                # reconnect at once and repair from the log.
+                outage_started = time.monotonic() - self._settings.probe_timeout
+                log.error("%s; reconnecting to redis", error)
+                self._publish_status(ring_layout.SUBSCRIBER_DISCONNECTED)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
                 if outage_started is None:
                     outage_started = time.monotonic()
@@ -114,7 +136,10 @@ class Subscriber:
     # -- receiving ------------------------------------------------------
 
     def _receive(self, client: redis.Redis, pubsub: redis.client.PubSub) -> None:
+        self._probe_outstanding = None
+        self._next_probe_at = time.monotonic()
         while not self._stopping:
+            self._check_probe(client)
             message = pubsub.get_message(timeout=RECEIVE_TIMEOUT)
             batch = 0
             while message is not None and batch < MAX_BATCH:
@@ -130,11 +155,39 @@ class Subscriber:
 
     def _handle_raw(self, client: redis.Redis, raw: bytes) -> None:
         try:
-            envelope = decode_envelope(raw)
+            message = decode_message(raw)
         except InvalidEnvelopeError as error:
             self._reject("envelope", "skipped invalid bus message (%d bytes): %s", len(raw), error)
             return
-        self._handle(client, envelope)
+        if isinstance(message, Probe):
+            if message.token == self._probe_outstanding:
+                self._probe_outstanding = None
+                log.debug("probe %s came back after %.1f ms", message.token,
+                          (time.monotonic() - self._probe_sent_at) * 1000)
+            return
+        self._handle(client, message)
+
+    # -- delivery probes ------------------------------------------------
+
+    def _check_probe(self, client: redis.Redis) -> None:
+        """Send a probe when one is due; raise ProbeLostError when one is overdue."""
+        now = time.monotonic()
+        if self._probe_outstanding is not None:
+            if now - self._probe_sent_at > self._settings.probe_timeout:
+                lost = self._probe_outstanding
+                self._probe_outstanding = None
+                raise ProbeLostError(
+                    f"probe {lost} did not come back through Pub/Sub within "
+                    f"{self._settings.probe_timeout:.1f} s"
+                )
+            return
+        if now >= self._next_probe_at:
+            self._probe_counter += 1
+            token = f"{self._probe_prefix}{self._probe_counter}"
+            client.publish(self._keys.bus, encode_probe(token))
+            self._probe_outstanding = token
+            self._probe_sent_at = now
+            self._next_probe_at = now + self._settings.probe_interval
 
     def _handle(self, client: redis.Redis, envelope: Envelope) -> None:
         if not is_valid_epoch(envelope.epoch):
@@ -216,11 +269,35 @@ class Subscriber:
             for envelope in covered:
                 self._write(envelope)
             return
-        log.warning("log no longer covers seq %d..%d (%d of %d found); "
-                    "clients receive fresh snapshots",
-                    first_missing, next_seq - 1, len(covered), missing)
+        affected = self._channels_changed_since(client, first_missing - 1)
+        log.warning("log no longer covers seq %d..%d (%d of %d found); clients of %s "
+                    "receive fresh snapshots", first_missing, next_seq - 1, len(covered),
+                    missing, "every channel" if affected is None else f"{len(affected)} channels")
         self._last_seq = next_seq - 1
-        self._write_resync_all()
+        if affected is None:
+            self._write_resync_all()
+            return
+        for channel in affected:
+            self._write_resync_channel(channel, self._last_seq)
+
+    def _channels_changed_since(self, client: redis.Redis, seq: int) -> list[str] | None:
+        """Return the channels whose current version came after ``seq``.
+
+        Returns None when there are more than MAX_RESYNC_CHANNELS of them.
+        """
+        names = [name for name, _ in client.hscan_iter(self._keys.channels, count=1000)]
+        changed = []
+        for start in range(0, len(names), 1000):
+            batch = names[start:start + 1000]
+            pipe = client.pipeline(transaction=False)
+            for name in batch:
+                pipe.hget(self._keys.state(name.decode("utf-8", "replace")), "seq")
+            for name, channel_seq in zip(batch, pipe.execute()):
+                if channel_seq is not None and int(channel_seq) > seq:
+                    changed.append(name.decode("utf-8", "replace"))
+                    if len(changed) > MAX_RESYNC_CHANNELS:
+                        return None
+        return changed
 
     # -- writing --------------------------------------------------------
 

@@ -128,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
         "The subscriber fills Pub/Sub gaps from it.",
     ),
     Setting(
+        "max_replay", "LIVEGATE_MAX_REPLAY", 1000, _integer(0, 1_000_000), "deltas",
+        "Maximum missed deltas replayed per channel to a resuming client.\n"
+        "Past it the client receives a snapshot of that channel instead.",
+    ),
+    Setting(
         "max_publish_bytes", "LIVEGATE_MAX_PUBLISH_BYTES", 1_048_576,
         _integer(1024, 64 << 20), "bytes",
         "Maximum body size of one publish request.",
@@ -136,6 +141,17 @@ SETTINGS: tuple[Setting, ...] = (
         "subscriber_stale_after", "LIVEGATE_SUBSCRIBER_STALE_AFTER", 3.0, _number(0.5, 60),
         "seconds",
         "Age of the subscriber's heartbeat after which /readyz fails.",
+    ),
+    Setting(
+        "probe_interval", "LIVEGATE_PROBE_INTERVAL", 5.0, _number(0.2, 300), "seconds",
+        "How often the subscriber sends itself a probe through Redis Pub/Sub.\n"
+        "Proves that its subscription still delivers: a failover or a\n"
+        "half-dead connection can leave one that receives nothing.",
+    ),
+    Setting(
+        "probe_timeout", "LIVEGATE_PROBE_TIMEOUT", 3.0, _number(0.1, 60), "seconds",
+        "Time for a probe to come back before the subscriber reconnects\n"
+        "and repairs; /readyz fails meanwhile.",
     ),
     Setting(
         "shutdown_window", "LIVEGATE_SHUTDOWN_WINDOW", 5.0, _number(0, 600), "seconds",

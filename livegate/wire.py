@@ -25,6 +25,9 @@ import msgpack
 ENVELOPE_FORMAT = 1
 KIND_SNAPSHOT = "snapshot"
 KIND_DELTA = "delta"
+# A subscriber's own message, sent through Redis to prove that its
+# subscription still delivers; never written to the ring.
+KIND_PROBE = "probe"
 
 # An envelope above this size is rejected by the subscriber; the publish
 # API limits bodies further (LIVEGATE_MAX_PUBLISH_BYTES).
@@ -104,13 +107,37 @@ def _require_json_text(message: dict, field: str) -> bytes:
     raise InvalidEnvelopeError(f"field {field!r} must be JSON text, got {type(value).__name__}")
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    token: str
+
+
+def decode_message(raw: bytes) -> Envelope | Probe:
+    """Decode one bus message: an envelope, or a subscriber's delivery probe.
+
+    Raises InvalidEnvelopeError for anything else.
+    """
+    message = _unpack_map(raw)
+    if message.get("kind") == KIND_PROBE:
+        return Probe(_require_str(message, "probe"))
+    return _envelope_from_map(message)
+
+
 def decode_envelope(raw: bytes) -> Envelope:
-    """Decode and check one bus message.
+    """Decode and check one envelope, as stored in the logs.
 
     Raises InvalidEnvelopeError for anything that is not a complete envelope
     of a known format. The JSON text inside is not parsed here; the frame
     encoder validates it.
     """
+    return _envelope_from_map(_unpack_map(raw))
+
+
+def encode_probe(token: str) -> bytes:
+    return msgpack.packb({"v": ENVELOPE_FORMAT, "kind": KIND_PROBE, "probe": token})
+
+
+def _unpack_map(raw: bytes) -> dict:
     if not isinstance(raw, (bytes, bytearray)):
         raise InvalidEnvelopeError(f"message must be bytes, got {type(raw).__name__}")
     if len(raw) > MAX_ENVELOPE_BYTES:
@@ -123,6 +150,10 @@ def decode_envelope(raw: bytes) -> Envelope:
         raise InvalidEnvelopeError(f"not a msgpack message: {error}") from None
     if not isinstance(message, dict):
         raise InvalidEnvelopeError(f"message must be a msgpack map, got {type(message).__name__}")
+    return message
+
+
+def _envelope_from_map(message: dict) -> Envelope:
     envelope_format = message.get("v")
     if type(envelope_format) is not int or envelope_format != ENVELOPE_FORMAT:
         raise InvalidEnvelopeError(

@@ -19,8 +19,11 @@ EXPECTED_DEFAULTS = {
     "max_subscriptions": 50,
     "channel_log_length": 200,
     "global_log_length": 10_000,
+    "max_replay": 1000,
     "max_publish_bytes": 1_048_576,
     "subscriber_stale_after": 3.0,
+    "probe_interval": 5.0,
+    "probe_timeout": 3.0,
     "shutdown_window": 5.0,
     "log_level": "info",
     "log_format": "text",
@@ -34,12 +37,15 @@ INTEGER_BOUNDS = [
     ("LIVEGATE_MAX_SUBSCRIPTIONS", "max_subscriptions", 1, 10_000),
     ("LIVEGATE_CHANNEL_LOG_LENGTH", "channel_log_length", 1, 1_000_000),
     ("LIVEGATE_GLOBAL_LOG_LENGTH", "global_log_length", 10, 10_000_000),
+    ("LIVEGATE_MAX_REPLAY", "max_replay", 0, 1_000_000),
     ("LIVEGATE_MAX_PUBLISH_BYTES", "max_publish_bytes", 1024, 64 << 20),
 ]
 
 NUMBER_BOUNDS = [
     ("LIVEGATE_HEARTBEAT_INTERVAL", "heartbeat_interval", 1.0, 60.0),
     ("LIVEGATE_SUBSCRIBER_STALE_AFTER", "subscriber_stale_after", 0.5, 60.0),
+    ("LIVEGATE_PROBE_INTERVAL", "probe_interval", 0.2, 300.0),
+    ("LIVEGATE_PROBE_TIMEOUT", "probe_timeout", 0.1, 60.0),
     ("LIVEGATE_SHUTDOWN_WINDOW", "shutdown_window", 0.0, 600.0),
 ]
 

@@ -23,6 +23,7 @@ import redis
 from fanout import ring as ring_layout
 from fanout.notify import bind_wakeup_socket
 from livegate.frames import retry_frame
+from livegate.ids import parse_event_id
 from livegate.settings import Settings
 from livegate.wire import Keys
 from workers.client import (
@@ -30,6 +31,7 @@ from workers.client import (
 )
 from workers.heartbeat import HeartbeatLoop
 from workers.matcher import SubscriptionIndex
+from workers.replay import RingIndex, replay_from_ring
 from workers.sync import Synchronizer
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,17 @@ class Hub:
                 timeout=REDIS_POOL_TIMEOUT, socket_timeout=10, socket_connect_timeout=5,
             )
         )
-        self.synchronizer = Synchronizer(self.redis, Keys(settings.key_prefix))
+        self.synchronizer = Synchronizer(
+            self.redis, Keys(settings.key_prefix), max_replay=settings.max_replay
+        )
         self.reader = ring_layout.RingReader(ring)
+        self.ring_index = RingIndex()
         self.stopping = False
         self.started_at = time.time()
         self.stats = {
             "streams_opened": 0, "streams_closed": 0, "slow_consumer_drops": 0,
             "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
+            "resumes_from_ring": 0, "resumes_from_redis": 0,
             "frames_offered": 0,
         }
         self._greenlets: list[gevent.Greenlet] = []
@@ -162,9 +168,11 @@ class Hub:
                     continue
                 stream.wakeup.wait()
 
-            # Phase: a final frame (retry hint on shutdown or drop), if any.
+            # Phase: a final retry hint, unless the client is already gone.
             if stream.final_frame:
                 yield stream.final_frame
+            elif stream.close_reason != CLOSE_CLIENT_GONE:
+                yield self.retry_frame()
         finally:
             self.close_stream(stream)
 
@@ -172,6 +180,8 @@ class Hub:
         """Run one sync for ``stream`` and return the generation it satisfied."""
         generation = stream.sync_generation
         since, stream.since = stream.since, None
+        if since and self._resume_from_ring(stream, since):
+            return generation
         try:
             result = self.synchronizer.sync(stream.subscriptions, since)
         except redis.RedisError as error:
@@ -185,7 +195,29 @@ class Hub:
         stream.finish_sync(result.epoch, result.seq, result.frames)
         self.stats["snapshots_sent"] += result.snapshots
         self.stats["deltas_replayed"] += result.deltas
+        if since:
+            log.debug("stream %s resumed from redis after %s: %d deltas, %d snapshots",
+                      stream.id, since, result.deltas, result.snapshots)
+            self.stats["resumes_from_redis"] += 1
         return generation
+
+    def _resume_from_ring(self, stream: StreamClient, since: str) -> bool:
+        """Serve a resuming stream from the ring; return False when Redis must."""
+        token = parse_event_id(since)
+        if token is None:
+            return False
+        replay = replay_from_ring(
+            self.ring, self.ring_index, self.reader.position, stream.subscriptions, token,
+            self.settings.max_replay,
+        )
+        if replay is None:
+            return False
+        stream.finish_sync(token.epoch, replay.seq, replay.frames)
+        log.debug("stream %s resumed from the ring after %s: %d frames",
+                  stream.id, since, len(replay.frames))
+        self.stats["resumes_from_ring"] += 1
+        self.stats["deltas_replayed"] += len(replay.frames)
+        return True
 
     # -- ring reader ----------------------------------------------------
 
@@ -205,6 +237,8 @@ class Hub:
                 self._resync_all()
             for record in records:
                 self._dispatch(record)
+            if records:
+                self.ring_index.trim(self.ring.reserve_pos - self.ring.capacity)
             if self.slot is not None:
                 self.ring.update_slot(self.slot, reader.position, time.time())
             if len(records) >= MAX_RECORDS_PER_READ:
@@ -241,11 +275,13 @@ class Hub:
             for streams in self.index.recipients(record.channel):
                 for stream in streams:
                     stream.offer(seq, frame)
+            self.ring_index.note_frame(seq, record.pos)
             self.stats["frames_offered"] += 1
         elif kind == ring_layout.RESYNC_CHANNEL:
             for streams in self.index.recipients(record.channel):
                 for stream in streams:
                     stream.request_resync()
+            self.ring_index.reset()
             self.stats["resyncs"] += 1
         elif kind == ring_layout.RESYNC_ALL:
             self._resync_all()
@@ -253,6 +289,7 @@ class Hub:
     def _resync_all(self) -> None:
         for stream in self.streams:
             stream.request_resync()
+        self.ring_index.reset()
         self.stats["resyncs"] += 1
 
     # -- status ---------------------------------------------------------
