@@ -67,6 +67,7 @@ def pre_fork(server, worker):
 
 def child_exit(server, worker):
     pod.release_slot(getattr(worker, "livegate_slot", None))
+    pod.forget_process(worker.pid)
 
 
 def on_exit(server):

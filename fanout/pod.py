@@ -8,7 +8,10 @@ race to claim one.
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+import tempfile
 
 from fanout.ring import MAX_SLOTS, Ring, capacity_from_mib
 from fanout.supervisor import SubscriberSupervisor
@@ -24,11 +27,45 @@ _free_slots: list[int] = []
 def start(settings: Settings) -> None:
     """Create the ring and start the subscriber. Called once, in the master."""
     global _ring, _supervisor, _free_slots
+    prepare_metrics_dir(settings)
     _ring = Ring.create(capacity_from_mib(settings.ring_size_mb))
     _free_slots = list(range(MAX_SLOTS))
-    _supervisor = SubscriberSupervisor(_ring.fd)
+    _supervisor = SubscriberSupervisor(_ring.fd, on_exit=forget_process)
     _supervisor.start()
     log.info("pod started: ring %s of %d MiB", _ring.ring_id, settings.ring_size_mb)
+
+
+def prepare_metrics_dir(settings: Settings) -> str:
+    """Create or empty the Prometheus multiprocess folder and export its path.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is imported,
+    so this runs in the master before the subscriber starts and workers
+    fork; both inherit the variable. Files of an earlier master would add
+    stale counts, so they are removed.
+    """
+    path = settings.metrics_dir or tempfile.mkdtemp(prefix="livegate-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")) + glob.glob(
+        os.path.join(path, "status_*.json")
+    ):
+        os.remove(stale)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    log.info("metrics folder %s", path)
+    return path
+
+
+def forget_process(pid: int) -> None:
+    """Drop the live gauges and status file of a worker or subscriber that exited."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, path)
+    try:
+        os.remove(os.path.join(path, f"status_{pid}.json"))
+    except FileNotFoundError:
+        pass
 
 
 def stop() -> None:

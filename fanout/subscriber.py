@@ -26,6 +26,7 @@ import time
 
 import redis
 
+from fanout import metrics
 from fanout import ring as ring_layout
 from fanout.notify import WorkerNotifier
 from livegate.channels import InvalidChannelError, validate_channel
@@ -108,8 +109,10 @@ class Subscriber:
                 self._catch_up(client)
                 self._publish_status(ring_layout.SUBSCRIBER_CONNECTED)
                 if outage_started is not None:
-                    log.warning("redis connection restored after %.1f s outage",
-                                time.monotonic() - outage_started)
+                    outage = time.monotonic() - outage_started
+                    log.warning("redis connection restored after %.1f s outage", outage)
+                    metrics.REDIS_RECONNECTS.inc()
+                    metrics.REDIS_OUTAGE_SECONDS.inc(outage)
                     outage_started = None
                 backoff = BACKOFF_FIRST
                 self._receive(client, pubsub)
@@ -117,6 +120,7 @@ class Subscriber:
                 # Nothing raised, yet nothing arrives: treat it as an outage,
                 # reconnect at once and repair from the log.
                 outage_started = time.monotonic() - self._settings.probe_timeout
+                metrics.PROBES_LOST.inc()
                 log.error("%s; reconnecting to redis", error)
                 self._publish_status(ring_layout.SUBSCRIBER_DISCONNECTED)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
@@ -264,11 +268,13 @@ class Subscriber:
         if len(covered) == missing and [e.seq for e in covered] == list(
             range(first_missing, next_seq)
         ):
+            metrics.GAP_REPAIRS.labels("log").inc()
             log.info("repaired gap of %d updates (seq %d..%d) from the log",
                      missing, first_missing, next_seq - 1)
             for envelope in covered:
                 self._write(envelope)
             return
+        metrics.GAP_REPAIRS.labels("resync").inc()
         affected = self._channels_changed_since(client, first_missing - 1)
         log.warning("log no longer covers seq %d..%d (%d of %d found); clients of %s "
                     "receive fresh snapshots", first_missing, next_seq - 1, len(covered),
@@ -326,6 +332,8 @@ class Subscriber:
         self._last_seq = envelope.seq
         self._ring.set_subscriber_status(last_seq=self._last_seq, epoch=self._epoch)
         self._pending_notify = True
+        metrics.UPDATES_WRITTEN.inc()
+        metrics.PUBLISH_TO_WRITE.observe(max(0.0, time.time() - envelope.publish_ts_ms / 1000))
 
     def _write_resync_all(self) -> None:
         self._ring.write(ring_layout.RESYNC_ALL, "", b"", self._last_seq, 0, _now_ms())
@@ -369,6 +377,7 @@ class Subscriber:
     def _reject(self, kind: str, message: str, *args: object) -> None:
         """Count an invalid message and log it, at most INVALID_LOG_LIMIT times a minute per kind."""
         self.invalid_messages += 1
+        metrics.INVALID_MESSAGES.labels(kind).inc()
         now = time.monotonic()
         recent = [t for t in self._invalid_logged.get(kind, []) if now - t < 60]
         if len(recent) < INVALID_LOG_LIMIT:

@@ -34,8 +34,10 @@ STOP_TIMEOUT = 3.0
 class SubscriberSupervisor:
     """Starts the subscriber process and restarts it whenever it exits."""
 
-    def __init__(self, ring_fd: int):
+    def __init__(self, ring_fd: int, on_exit=None):
+        """``on_exit(pid)``, when given, runs in the watcher thread after each exit."""
         self._ring_fd = ring_fd
+        self._on_exit = on_exit
         self._stopping = threading.Event()
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -95,6 +97,8 @@ class SubscriberSupervisor:
                     os.close(pidfd)
             else:
                 status = "exit status unknown (already reaped by the gunicorn master)"
+            if self._on_exit is not None:
+                self._on_exit(process.pid)
             if self._stopping.is_set():
                 return
 

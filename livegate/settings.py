@@ -159,6 +159,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Keep it below gunicorn's graceful_timeout.",
     ),
     Setting(
+        "metrics_dir", "LIVEGATE_METRICS_DIR", "", _text, "path",
+        "Writable folder where the master, subscriber and workers keep\n"
+        "Prometheus multiprocess files. Empty: a new folder under the\n"
+        "system temporary directory per gunicorn master. Wiped at start.",
+    ),
+    Setting(
         "log_level", "LIVEGATE_LOG_LEVEL", "info",
         _choice("debug", "info", "warning", "error", "critical"), "level",
         "Level of livegate's own loggers.",

@@ -71,7 +71,7 @@ class Hub:
         self.stats = {
             "streams_opened": 0, "streams_closed": 0, "slow_consumer_drops": 0,
             "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
-            "resumes_from_ring": 0, "resumes_from_redis": 0,
+            "resumes_from_ring": 0, "resumes_from_redis": 0, "frames_sent": 0, "bytes_sent": 0,
             "frames_offered": 0,
         }
         self._greenlets: list[gevent.Greenlet] = []
@@ -86,6 +86,11 @@ class Hub:
             gevent.spawn(self._read_loop),
             gevent.spawn(self._heartbeat.run),
         ]
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if metrics_dir:
+            from workers.metrics import MetricsExporter
+
+            self._greenlets.append(gevent.spawn(MetricsExporter(self, metrics_dir).run))
         log.info("hub started pid=%s slot=%s ring=%s position=%s",
                  os.getpid(), self.slot, self.ring.ring_id, self.reader.position)
 
@@ -109,6 +114,10 @@ class Hub:
                 gevent.sleep(window / groups)
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
+
+    @property
+    def heartbeats_sent(self) -> int:
+        return self._heartbeat.sent
 
     def retry_frame(self) -> bytes:
         jitter = random.randint(0, self.settings.retry_jitter_ms)
@@ -163,7 +172,10 @@ class Hub:
                     synced_generation = self._sync(stream)
                     continue
                 if stream.queue:
-                    yield stream.take()
+                    self.stats["frames_sent"] += len(stream.queue)
+                    chunk = stream.take()
+                    self.stats["bytes_sent"] += len(chunk)
+                    yield chunk
                     stream.last_sent = time.monotonic()
                     continue
                 stream.wakeup.wait()

@@ -30,8 +30,10 @@ def register_blueprints(app: Flask) -> None:
 
     from workers.routes.channels import channels
     from workers.routes.health import health
+    from workers.routes.metrics import metrics
     from workers.routes.publish import publish
+    from workers.routes.status import status
     from workers.routes.stream import stream
 
-    for blueprint in (stream, channels, publish, health):
+    for blueprint in (stream, channels, publish, health, metrics, status):
         app.register_blueprint(blueprint)
