@@ -24,6 +24,9 @@ CHECKPOINT_EVERY = 32
 # A channel whose missed frames exceed this many bytes is likely cheaper
 # as a snapshot; the Redis path makes that comparison exactly.
 MAX_REPLAY_BYTES = 64 * 1024
+# A replay never yields, so it scans at most this many ring records; a
+# client further behind is served from Redis, which does yield.
+MAX_SCANNED_RECORDS = 20_000
 _FRAME_KINDS = (ring_layout.FRAME_DELTA, ring_layout.FRAME_SNAPSHOT)
 
 
@@ -104,9 +107,13 @@ def replay_from_ring(
     frames: list[bytes] = []
     counts: dict[str, int] = {}
     sizes: dict[str, int] = {}
+    scanned = 0
     while reader.position < end_position:
         records = reader.read_available(max_records=1024)
         if reader.overrun or not records:
+            return None
+        scanned += len(records)
+        if scanned > MAX_SCANNED_RECORDS:
             return None
         for record in records:
             if record.pos >= end_position:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import gevent
 import redis
 
 from livegate.channels import Pattern
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # reads gives up after this many reads and takes what the last one found.
 MAX_READS = 4
 SNAPSHOT_CACHE_ENTRIES = 4096
+# Building frames is CPU work; the sync yields to the worker's other
+# greenlets after this many frames so that no stream waits long on it.
+FRAMES_PER_YIELD = 200
 
 
 @dataclass
@@ -139,7 +143,11 @@ class Synchronizer:
             return result
         replay: list[tuple[int, bytes]] = []
         snapshot_channels: list[str] = []
-        for channel, (version, channel_seq, document) in sorted(states.items()):
+        for count, (channel, (version, channel_seq, document)) in enumerate(
+            sorted(states.items()), 1
+        ):
+            if count % FRAMES_PER_YIELD == 0:
+                gevent.sleep(0)
             if resume_seq is not None:
                 if channel_seq <= resume_seq:
                     continue
@@ -156,7 +164,9 @@ class Synchronizer:
         result.deltas = len(replay)
 
         suffix = id_suffix(format_event_id(epoch, seq))
-        for channel in snapshot_channels:
+        for count, channel in enumerate(snapshot_channels, 1):
+            if count % FRAMES_PER_YIELD == 0:
+                gevent.sleep(0)
             version, _, document = states[channel]
             try:
                 body = self._cache.body(epoch, channel, version, document)
@@ -177,7 +187,9 @@ class Synchronizer:
             return None
         frames = []
         previous_seq = None
-        for raw in entries:
+        for count, raw in enumerate(entries, 1):
+            if count % FRAMES_PER_YIELD == 0:
+                gevent.sleep(0)
             try:
                 envelope = decode_envelope(raw)
                 frame = build_frame(envelope)[1]
