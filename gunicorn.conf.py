@@ -6,7 +6,9 @@ gunicorn's default bind applies: 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT
 is set.
 """
 
+import logging
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +55,27 @@ control_socket_disable = True
 
 def on_starting(server):
     configure_logging(Settings.from_env())
+    raise_open_file_limit()
+
+
+def raise_open_file_limit():
+    """Raise the soft open-file limit to the hard one before workers fork.
+
+    Every stream is a file descriptor, and container runtimes often start
+    processes with a soft limit of 1024 and a far higher hard limit; workers
+    inherit the raised limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    log = logging.getLogger("livegate.gunicorn")
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < worker_connections + 100:
+        log.warning("open-file limit %d is below worker_connections %d: workers fail with "
+                    "EMFILE before they are full; raise the hard limit (ulimit -Hn)",
+                    soft, worker_connections)
+    else:
+        log.info("open-file limit %s", soft)
 
 
 def when_ready(server):
