@@ -54,8 +54,14 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    configure_logging(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings)
     raise_open_file_limit()
+    # Imported here: livegate.auth loads PyJWT and cryptography, which only
+    # this hook of the master needs.
+    from livegate.auth import log_access_policy
+
+    log_access_policy(settings, logging.getLogger("livegate.gunicorn"))
 
 
 def raise_open_file_limit():

@@ -34,6 +34,11 @@ PROBES_LOST = Counter(
     "livegate_subscriber_probes_lost_total",
     "Delivery probes that did not come back through Pub/Sub in time.",
 )
+ROLLBACKS = Counter(
+    "livegate_subscriber_rollbacks_total",
+    "Times Redis was found behind updates already written (a failover that lost "
+    "writes), each followed by a new epoch.",
+)
 PUBLISH_TO_WRITE = Histogram(
     "livegate_publish_to_write_seconds",
     "Delay from the publish in Redis to the frame's write into the ring.",

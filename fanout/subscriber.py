@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import random
+import secrets
 import signal
 import sys
 import time
@@ -33,6 +34,7 @@ from livegate.channels import InvalidChannelError, validate_channel
 from livegate.frames import FrameError, compact_json, delta_data, encode_frame, snapshot_data
 from livegate.ids import format_event_id, is_valid_epoch
 from livegate.logs import configure_logging
+from livegate.redis_client import connect
 from livegate.settings import Settings
 from livegate.wire import (
     KIND_SNAPSHOT, Envelope, InvalidEnvelopeError, Keys, Probe, decode_envelope, decode_message,
@@ -51,6 +53,18 @@ INVALID_LOG_LIMIT = 10
 # An unrepairable gap that touched more channels than this resynchronises
 # every stream instead of naming each channel.
 MAX_RESYNC_CHANNELS = 1000
+
+# Replaces the epoch only if it is still the one the caller found (or is
+# missing), so that when several pods' subscribers find the same rollback,
+# one new epoch wins.
+REPLACE_EPOCH_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] or not current then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return ARGV[2]
+end
+return current
+"""
 
 
 class ProbeLostError(Exception):
@@ -83,6 +97,8 @@ class Subscriber:
         # the ring header holds the last epoch and seq that were written.
         self._epoch = status.epoch or None
         self._last_seq = status.last_seq if self._epoch else 0
+        # The envelope written last, compared with Redis after a reconnect.
+        self._last_envelope: Envelope | None = None
 
     # -- lifecycle ------------------------------------------------------
 
@@ -97,8 +113,10 @@ class Subscriber:
         outage_started: float | None = None
 
         while not self._stopping and self._parent_alive():
-            client = redis.Redis.from_url(
-                self._settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+            # A new client per attempt. With Sentinel, its connections query
+            # the sentinels for the current primary.
+            client = connect(
+                self._settings, socket_timeout=5, socket_connect_timeout=2,
                 health_check_interval=10,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -168,6 +186,10 @@ class Subscriber:
                 self._probe_outstanding = None
                 log.debug("probe %s came back after %.1f ms", message.token,
                           (time.monotonic() - self._probe_sent_at) * 1000)
+                # Every publish before the probe has had its chance to arrive,
+                # so Redis ahead of the ring means a lost message with nothing
+                # after it yet to reveal the gap: repair it now.
+                self._catch_up(client)
             return
         self._handle(client, message)
 
@@ -236,6 +258,8 @@ class Subscriber:
         epoch, current = self._redis_position(client)
         if epoch is None:
             return
+        if epoch == self._epoch and self._rolled_back(client, current):
+            epoch = self._replace_epoch(client, epoch, current)
         if epoch != self._epoch:
             if self._epoch is None:
                 # A fresh pod: clients read snapshots from Redis directly, so
@@ -250,6 +274,49 @@ class Subscriber:
             return
         if current > self._last_seq:
             self._repair(client, current + 1)
+
+    def _rolled_back(self, client: redis.Redis, current: int) -> bool:
+        """Return whether Redis lost updates that this subscriber already wrote.
+
+        Replication is asynchronous, so a failover can promote a replica that
+        lacks the old primary's last updates, and a restart can load an older
+        dump. Redis's ``seq`` is then behind the ring, and its next publishes
+        reuse seqs that clients already received with other content.
+        """
+        if current < self._last_seq:
+            return True
+        last = self._last_envelope
+        if last is None or last.seq != self._last_seq:
+            # Only the seq is known (a restarted subscriber, or a resync).
+            return False
+        if current - last.seq >= self._settings.global_log_length:
+            # The log no longer contains it, and the repair below
+            # resynchronises the streams anyway.
+            return False
+        stored = []
+        for raw in client.zrangebyscore(self._keys.global_log, last.seq, last.seq):
+            try:
+                stored.append(decode_envelope(raw))
+            except InvalidEnvelopeError as error:
+                self._reject("envelope", "skipped invalid log entry: %s", error)
+        return last not in stored
+
+    def _replace_epoch(self, client: redis.Redis, epoch: str, current: int) -> str:
+        """Start a new epoch after a rollback and return the epoch now in Redis.
+
+        Event ids of the lost updates name seqs that Redis reuses for other
+        updates, so the whole lineage is void, and every gateway's clients
+        get snapshots, as after a loss of all data.
+        """
+        candidate = secrets.token_hex(6)
+        result = client.eval(REPLACE_EPOCH_SCRIPT, 1, self._keys.epoch, epoch, candidate)
+        new_epoch = result.decode("ascii", "replace") if isinstance(result, bytes) else result
+        metrics.ROLLBACKS.inc()
+        log.error("Redis lost updates this subscriber had written: Redis is at seq=%s, the "
+                  "ring at seq=%s of epoch=%s (a failover to a lagging replica, or a restart "
+                  "from an older dump). The epoch is now %s, and clients receive fresh "
+                  "snapshots", current, self._last_seq, epoch, new_epoch)
+        return new_epoch
 
     def _repair(self, client: redis.Redis, next_seq: int) -> None:
         """Fill the seqs between the last written one and ``next_seq`` from the log."""
@@ -308,6 +375,7 @@ class Subscriber:
     # -- writing --------------------------------------------------------
 
     def _write(self, envelope: Envelope) -> None:
+        self._last_envelope = envelope
         try:
             validate_channel(envelope.channel)
             kind, payload = build_frame(envelope)

@@ -3,6 +3,9 @@
 ``python -m ingest.demo`` publishes to the Redis in REDIS_URL.
 ``python -m ingest.demo --serve`` also runs the gateway under gunicorn and,
 when REDIS_URL is unset, a private redis-server, then prints the URL.
+``--replay DIR`` replaces the simulated matches with recorded ones: the
+mock partner API replays the openfootball files in DIR and the real
+ingest process (``python -m ingest``) polls it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,10 +23,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import redis
-
 from ingest.local_redis import free_port, start_redis_server
 from ingest.publisher import Publisher
+from ingest.replay import MockApiProcess, ReplayOptions, replay_config
 from ingest.simulator import simulated_matches
 from livegate.logs import configure_logging
 from livegate.settings import Settings
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHANNEL_PREFIX = "sport-livescore"
+# The channel of the printed publish example, apart from the scoreboard's.
+DEMO_PUBLISH_CHANNEL = "demo/hello"
 # Ticks a finished match stays on the board before it kicks off again.
 FINISHED_TICKS = 10
 
@@ -73,6 +78,43 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> No
     raise RuntimeError(f"gateway at {url} was not ready within {timeout:.0f} s")
 
 
+def run_replay(arguments: argparse.Namespace, environment: dict, children: list) -> None:
+    """Replay the timelines in ``arguments.replay`` through the mock API and the ingest process."""
+    # One simulated match minute per tick, as in the simulated feed.
+    mock = MockApiProcess(arguments.replay, speed=60.0 / arguments.tick,
+                          extra_args=["--fd-per-minute", "240", "--af-per-minute", "240", "--af-per-day", "0"],
+                          env=environment)
+    mock.start()
+    children.append(mock.process)
+    config_path = mock.directory / "ingest.toml"
+    options = ReplayOptions(poll_interval=arguments.tick, requests_per_minute=200)
+    config_path.write_text(replay_config(mock.url, mock.matches(), options))
+    log.info("replaying %s through the mock API at %s; ingest configuration %s",
+             arguments.replay, mock.url, config_path)
+    ingest = subprocess.Popen([sys.executable, "-m", "ingest", "--config", str(config_path)],
+                              cwd=PROJECT_ROOT, env=environment)
+    children.append(ingest)
+    while ingest.poll() is None and mock.process.poll() is None:
+        time.sleep(0.5)
+    raise RuntimeError(f"the replay stopped: ingest exit code {ingest.poll()}, "
+                       f"mock API exit code {mock.process.poll()}")
+
+
+def replay_without_gateway(arguments: argparse.Namespace) -> int:
+    """Run the replay against the Redis in REDIS_URL until interrupted."""
+    children: list[subprocess.Popen] = []
+    try:
+        run_replay(arguments, dict(os.environ), children)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=20)
+    return 0
+
+
 def serve(arguments: argparse.Namespace) -> int:
     """Run Redis (if needed), the gateway and the feed until interrupted."""
     children: list[subprocess.Popen] = []
@@ -83,6 +125,12 @@ def serve(arguments: argparse.Namespace) -> int:
             port = free_port()
             children.append(start_redis_server(port, directory))
             environment["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        # A fresh publish token per run, so the demo gateway is never open to
+        # anyone who can reach it; the feed itself publishes through Redis.
+        token = None
+        if not environment.get("LIVEGATE_PUBLISH_TOKENS"):
+            token = secrets.token_urlsafe(32)
+            environment["LIVEGATE_PUBLISH_TOKENS"] = token
         bind = f"{arguments.host}:{arguments.port}"
         gateway = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
@@ -94,11 +142,15 @@ def serve(arguments: argparse.Namespace) -> int:
         wait_ready(url, gateway)
 
         settings = Settings.from_env(environment)
-        publisher = Publisher.from_settings(settings, redis.Redis.from_url(settings.redis_url))
+        publisher = Publisher.from_settings(settings)
         print(f"\nlivegate is running: open {url}/\n"
-              f"  curl -N '{url}/v1/stream?channel={CHANNEL_PREFIX}/*'\n"
-              "Press Ctrl-C to stop.\n", flush=True)
-        run_feed(publisher, arguments.matches, arguments.tick, arguments.ticks)
+              f"  curl -N '{url}/v1/stream?channel={CHANNEL_PREFIX}/*'\n", flush=True)
+        print(publish_example(url, token), flush=True)
+        print("Press Ctrl-C to stop.\n", flush=True)
+        if arguments.replay:
+            run_replay(arguments, environment, children)
+        else:
+            run_feed(publisher, arguments.matches, arguments.tick, arguments.ticks)
     except KeyboardInterrupt:
         pass
     finally:
@@ -110,6 +162,22 @@ def serve(arguments: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     child.kill()
     return 0
+
+
+def publish_example(url: str, token: str | None) -> str:
+    """Return a ready curl command that publishes with ``token`` (or a placeholder)."""
+    if token is None:
+        token_text = "TOKEN"
+        header = "Publish with one of the tokens in LIVEGATE_PUBLISH_TOKENS in place of TOKEN:\n"
+    else:
+        token_text = token
+        header = f"Publish token of this run (a new one each run):\n  {token}\n"
+    return (
+        header
+        + f"  curl -X POST -H 'Authorization: Bearer {token_text}' \\\n"
+        + "    -H 'Content-Type: application/json' -d '{\"message\": \"hello\"}' \\\n"
+        + f"    {url}/v1/publish/{DEMO_PUBLISH_CHANNEL}\n"
+    )
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -128,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of real time per simulated match minute")
     parser.add_argument("--ticks", type=int, default=None,
                         help="stop after this many ticks (default: run until interrupted)")
+    parser.add_argument("--replay", metavar="DIR", default=None,
+                        help="replay the openfootball JSON files in DIR through the mock partner API "
+                             "and the real ingest process instead of simulating matches; --tick sets "
+                             "the replay speed, --matches and --ticks do not apply")
     arguments = parser.parse_args(argv)
+
     # SIGTERM (from a container runtime or `timeout`) takes the same path
     # as Ctrl-C, so the gateway and the private Redis are stopped too.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -136,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     if arguments.serve:
         return serve(arguments)
+    if arguments.replay:
+        return replay_without_gateway(arguments)
     publisher = Publisher.from_settings(settings)
     try:
         run_feed(publisher, arguments.matches, arguments.tick, arguments.ticks)

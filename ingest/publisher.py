@@ -5,15 +5,17 @@ stored one and sends only an RFC 6902 patch, or nothing when nothing
 changed. The write itself is ``publish.lua``, one atomic step in Redis that
 checks the base version, so two publishers racing on one channel never
 lose an update: the loser recomputes its patch against the winner's
-document and tries again.
+document and tries again, with backoff, for up to DEFAULT_RETRY_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import secrets
+import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jsonpatch
 import jsonpointer
@@ -23,13 +25,18 @@ import redis
 from ingest.diff import diff
 from livegate.channels import validate_channel
 from livegate.ids import format_event_id
+from livegate.redis_client import client_for_channel, connect
 from livegate.settings import Settings
 from livegate.wire import KIND_DELTA, KIND_SNAPSHOT, Keys
 
 log = logging.getLogger(__name__)
 
 SCRIPT_PATH = Path(__file__).with_name("publish.lua")
-DEFAULT_MAX_ATTEMPTS = 8
+# A publish that keeps losing races to other publishers of the same channel
+# retries with jittered backoff for this long before it gives up.
+DEFAULT_RETRY_SECONDS = 5.0
+FIRST_BACKOFF = 0.001
+MAX_BACKOFF = 0.05
 # Documents larger than this have their patch computed by ``cpu_runner``
 # when one is given (gevent workers pass a thread-pool runner).
 CPU_OFFLOAD_BYTES = 64 * 1024
@@ -41,6 +48,39 @@ class PublishError(Exception):
 
 class DocumentError(PublishError, ValueError):
     """A document or patch that is not valid JSON for livegate."""
+
+
+class DocumentTooDeepError(DocumentError):
+    """A document whose arrays and objects nest deeper than the configured maximum."""
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        super().__init__(
+            f"document nests arrays and objects more than {maximum} levels deep, the maximum "
+            "(LIVEGATE_MAX_DOCUMENT_DEPTH)"
+        )
+
+
+def check_depth(document: Any, maximum: int) -> None:
+    """Raise DocumentTooDeepError when arrays and objects nest more than ``maximum`` levels.
+
+    Walks the document with an explicit stack, so a deep document cannot
+    exhaust Python's recursion limit here. A scalar has depth 0 and ``[]``
+    depth 1.
+    """
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        depth += 1
+        if depth > maximum:
+            raise DocumentTooDeepError(maximum)
+        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
 
 
 class PatchError(PublishError, ValueError):
@@ -97,17 +137,20 @@ class Publisher:
         key_prefix: str = "lg",
         channel_log_length: int = 200,
         global_log_length: int = 10_000,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
         cpu_runner: Callable[..., Any] | None = None,
+        max_depth: int | None = None,
     ):
         """``cpu_runner(function, *args)``, when given, runs patch computations
-        for documents above CPU_OFFLOAD_BYTES, e.g. off an event loop."""
+        for documents above CPU_OFFLOAD_BYTES, e.g. off an event loop.
+        ``max_depth``, when given, rejects deeper documents (see check_depth)."""
         self._client = client
         self._cpu_runner = cpu_runner
+        self._max_depth = max_depth
         self._keys = Keys(key_prefix)
         self._channel_log_length = channel_log_length
         self._global_log_length = global_log_length
-        self._max_attempts = max_attempts
+        self._retry_seconds = retry_seconds
         self._script = client.register_script(SCRIPT_PATH.read_text())
 
     @classmethod
@@ -118,18 +161,20 @@ class Publisher:
         cpu_runner: Callable[..., Any] | None = None,
     ) -> "Publisher":
         if client is None:
-            client = redis.Redis.from_url(settings.redis_url)
+            client = connect(settings)
         return cls(
             client,
             key_prefix=settings.key_prefix,
             channel_log_length=settings.channel_log_length,
             global_log_length=settings.global_log_length,
             cpu_runner=cpu_runner,
+            max_depth=settings.max_document_depth,
         )
 
     def current(self, channel: str) -> tuple[int, Any]:
         """Return the current version and document of ``channel`` (0 and None if unknown)."""
-        version, document_json = self._client.hmget(self._keys.state(channel), "version", "doc")
+        client = client_for_channel(self._client, channel)
+        version, document_json = client.hmget(self._keys.state(channel), "version", "doc")
         if version is None:
             return 0, None
         return int(version), orjson.loads(document_json)
@@ -141,8 +186,10 @@ class Publisher:
         document publishes nothing and returns ``changed=False``.
         """
         validate_channel(channel)
+        if self._max_depth is not None:
+            check_depth(document, self._max_depth)
         new_json = canonical_json(document)
-        for _ in range(self._max_attempts):
+        for _ in self._attempts():
             version, old = self.current(channel)
             if version and canonical_json(old) == new_json:
                 return PublishResult(channel, version, None, False)
@@ -169,7 +216,7 @@ class Publisher:
             operations = jsonpatch.JsonPatch(patch)
         except (jsonpatch.InvalidJsonPatch, TypeError) as error:
             raise PatchError(f"invalid JSON Patch: {error}") from None
-        for _ in range(self._max_attempts):
+        for _ in self._attempts():
             version, old = self.current(channel)
             if base_version is not None and base_version != version:
                 raise VersionConflictError(channel, base_version, version)
@@ -179,6 +226,9 @@ class Publisher:
                 raise PatchError(
                     f"patch does not apply to version {version} of {channel!r}: {error}"
                 ) from None
+            if self._max_depth is not None:
+                # Checked on the result: a patch may nest a value below a deep path.
+                check_depth(new, self._max_depth)
             new_json = canonical_json(new)
             if version and canonical_json(old) == new_json:
                 return PublishResult(channel, version, None, False)
@@ -192,6 +242,24 @@ class Publisher:
             if base_version is not None:
                 raise VersionConflictError(channel, base_version, self.current(channel)[0])
         raise VersionConflictError(channel, version, self.current(channel)[0])
+
+    def _attempts(self) -> Iterator[int]:
+        """Yield attempt numbers, sleeping with jittered backoff between them.
+
+        Every attempt re-reads the channel, so a loser of a race recomputes
+        against the winner's document. The sleep is ``time.sleep``, which
+        gevent makes cooperative inside a worker.
+        """
+        deadline = time.monotonic() + self._retry_seconds
+        backoff = FIRST_BACKOFF
+        attempt = 0
+        while True:
+            attempt += 1
+            yield attempt
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _make_patch(self, old: Any, new: Any, size: int) -> list[dict]:
         if self._cpu_runner is not None and size > CPU_OFFLOAD_BYTES:
@@ -221,6 +289,7 @@ class Publisher:
                 channel, base_version, kind, patch_json, new_json, new_epoch(),
                 self._channel_log_length, self._global_log_length, keys.bus,
             ],
+            client=client_for_channel(self._client, channel),
         )
         if status == 0:
             log.debug(

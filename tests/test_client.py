@@ -190,13 +190,36 @@ class TestQueueBound:
         assert client.closed is True
         assert client.close_reason == CLOSE_SLOW_CONSUMER
 
-    def test_sync_frames_count_toward_bound(self):
+    def test_sync_frames_exempt_from_bound(self):
         client = make_client(max_queue_bytes=10)
 
         client.finish_sync("epoch1", 1, [b"x" * 6, b"y" * 6])
 
+        assert client.closed is False
+
+    def test_frames_behind_sync_count(self):
+        client = make_client(max_queue_bytes=10)
+        client.finish_sync("epoch1", 1, [b"x" * 6, b"y" * 6])
+
+        client.offer(2, b"z" * 11)
+
         assert client.closed is True
         assert client.close_reason == CLOSE_SLOW_CONSUMER
+
+    def test_single_oversized_frame_allowed(self):
+        client = synced_client(max_queue_bytes=10)
+
+        client.offer(1, b"x" * 11)
+
+        assert client.closed is False
+
+    def test_frame_behind_oversized_closes(self):
+        client = synced_client(max_queue_bytes=10)
+        client.offer(1, b"x" * 11)
+
+        client.offer(2, b"y")
+
+        assert client.closed is True
 
     def test_take_frees_space(self):
         client = synced_client(max_queue_bytes=10)
@@ -209,11 +232,12 @@ class TestQueueBound:
 
     def test_nothing_queued_after_close(self):
         client = synced_client(max_queue_bytes=10)
-        client.offer(1, b"x" * 11)
+        client.offer(1, b"x" * 6)
+        client.offer(2, b"x" * 6)
         assert client.closed is True
         queued = list(client.queue)
 
-        client.offer(2, b"y")
+        client.offer(3, b"y")
         client.enqueue(b"z")
 
         assert client.queue == queued

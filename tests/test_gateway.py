@@ -164,11 +164,16 @@ class TestPatterns:
     def test_new_channel_arrives_as_snapshot_then_deltas(self, gateway, publisher):
         client = stream(gateway, "late/**")
         try:
+            # The stream's initial sync runs after its headers; a first event
+            # shows it is done, so the channel below is created after it.
+            publisher.publish("late/marker", {"ready": True})
+            client.wait_for_count(1)
             base = {"team": "a fairly long team name", "score": [0, 0]}
             publisher.publish("late/x/1", base)
             publisher.publish("late/x/1", {**base, "score": [1, 0]})
             publisher.publish("late/x/1", {**base, "score": [2, 0]})
-            events = client.wait_for_count(3)
+            events = client.wait_for_count(4)[1:]
+            assert [e.json()["channel"] for e in events] == ["late/x/1"] * 3
             assert [e.event for e in events] == ["snapshot", "delta", "delta"]
             assert [e.json()["version"] for e in events] == [1, 2, 3]
         finally:

@@ -10,6 +10,9 @@ from livegate.settings import SETTINGS, SettingError, Settings, describe
 # shows up as a test failure to review.
 EXPECTED_DEFAULTS = {
     "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_sentinels": (),
+    "redis_sentinel_service": "mymaster",
+    "redis_sentinel_password": "",
     "key_prefix": "lg",
     "ring_size_mb": 16,
     "heartbeat_interval": 20.0,
@@ -27,6 +30,23 @@ EXPECTED_DEFAULTS = {
     "shutdown_window": 5.0,
     "log_level": "info",
     "log_format": "text",
+    "metrics_dir": "",
+    "publish_read_timeout": 10.0,
+    "max_document_depth": 32,
+    "max_streams_per_worker": 9000,
+    "max_streams_per_address": 0,
+    "publish_tokens": (),
+    "subscribe_auth_prefixes": (),
+    "subscribe_jwt_algorithm": "HS256",
+    "subscribe_jwt_secret": "",
+    "subscribe_jwt_public_key": "",
+    "subscribe_jwt_public_key_file": "",
+    "subscribe_jwt_audience": "",
+    "subscribe_jwt_issuer": "",
+    "subscribe_jwt_leeway": 5.0,
+    "subscribe_token_cookie": "livegate_token",
+    "cors_origins": (),
+    "cors_max_age": 600,
 }
 
 INTEGER_BOUNDS = [

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import TYPE_CHECKING
 
 from gevent.event import Event
 
 from livegate.channels import Pattern
+
+if TYPE_CHECKING:
+    from livegate.auth import ChannelAccess
 
 _stream_ids = itertools.count(1)
 
@@ -24,6 +28,7 @@ CLOSE_CLIENT_GONE = "client_gone"
 CLOSE_SLOW_CONSUMER = "slow_consumer"
 CLOSE_SHUTDOWN = "shutdown"
 CLOSE_SYNC_FAILED = "sync_failed"
+CLOSE_TOKEN_EXPIRED = "token_expired"
 
 
 class StreamClient:
@@ -31,9 +36,9 @@ class StreamClient:
 
     __slots__ = (
         "id", "subscriptions", "remote", "max_queue_bytes",
-        "last_seq", "epoch", "pending", "queue", "queued_bytes",
+        "last_seq", "epoch", "pending", "queue", "queued_bytes", "sync_bytes",
         "wakeup", "closed", "closed_at", "close_reason", "final_frame",
-        "last_sent", "sync_generation", "since", "greenlet",
+        "last_sent", "sync_generation", "since", "greenlet", "allowed", "expires_at",
     )
 
     def __init__(
@@ -42,10 +47,18 @@ class StreamClient:
         max_queue_bytes: int,
         since: str | None = None,
         remote: str = "",
+        allowed: ChannelAccess | None = None,
+        expires_at: float | None = None,
     ):
         self.id = next(_stream_ids)
         self.subscriptions = subscriptions
         self.remote = remote
+        # The channels this stream may receive, for a stream whose
+        # subscriptions reach into protected channels; None for every other
+        # stream, which then skips the check entirely.
+        self.allowed = allowed
+        # time.monotonic() at which the stream's token expires, or None.
+        self.expires_at = expires_at
         self.max_queue_bytes = max_queue_bytes
         # Resume point the client sent (Last-Event-ID or ?since=), used by
         # the first sync only.
@@ -60,6 +73,8 @@ class StreamClient:
         self.pending: list[tuple[int, bytes]] | None = []
         self.queue: list[bytes] = []
         self.queued_bytes = 0
+        # Bytes of sync frames still queued; they do not count against the bound.
+        self.sync_bytes = 0
         self.wakeup = Event()
         self.closed = False
         self.closed_at = 0.0
@@ -91,7 +106,11 @@ class StreamClient:
 
     def _account(self, size: int) -> None:
         self.queued_bytes += size
-        if self.queued_bytes > self.max_queue_bytes:
+        # The frames of a sync, and a single frame larger than the bound,
+        # must still be able to go out once; only what queues behind them
+        # counts, else such a client would reconnect in a loop.
+        behind = self.queued_bytes - self.sync_bytes
+        if behind > self.max_queue_bytes and self.queued_bytes > size:
             self.close(CLOSE_SLOW_CONSUMER)
 
     def request_resync(self) -> None:
@@ -100,6 +119,7 @@ class StreamClient:
             return
         self.queue.clear()
         self.queued_bytes = 0
+        self.sync_bytes = 0
         self.pending = []
         self.last_seq = 0
         self.sync_generation += 1
@@ -112,6 +132,7 @@ class StreamClient:
         self.epoch = epoch
         self.queue.clear()
         self.queued_bytes = 0
+        self.sync_bytes = sum(len(frame) for frame in frames)
         for frame in frames:
             self.enqueue(frame)
         self.last_seq = seq
@@ -128,6 +149,7 @@ class StreamClient:
             chunk = b"".join(self.queue)
         self.queue.clear()
         self.queued_bytes = 0
+        self.sync_bytes = 0
         self.wakeup.clear()
         return chunk
 

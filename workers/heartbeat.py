@@ -3,8 +3,9 @@
 One greenlet per worker checks every stream a few times per interval, so a
 quiet stream sees a comment between one and 1.25 intervals after its last
 write. Comments carry no ``id:``, so a browser's resume point stays on a
-real event. The same pass ends streams that were closed as slow consumers
-but are stuck in a socket write.
+real event. The same pass ends streams whose subscriber token expired, at
+most one check interval (1 s or less) late, and streams that were closed
+as slow consumers but are stuck in a socket write.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class HeartbeatLoop:
         for stream in list(self._hub.streams):
             if stream.closed:
                 self._kill_if_stuck(stream, now)
+            elif stream.expires_at is not None and now >= stream.expires_at:
+                self._hub.expire_stream(stream)
             elif (
                 stream.pending is None
                 and not stream.queue

@@ -22,12 +22,15 @@ import redis
 
 from fanout import ring as ring_layout
 from fanout.notify import bind_wakeup_socket
-from livegate.frames import retry_frame
+from livegate.auth import ChannelAccess
+from livegate.frames import encode_frame, retry_frame
 from livegate.ids import parse_event_id
+from livegate.redis_client import connect
 from livegate.settings import Settings
 from livegate.wire import Keys
 from workers.client import (
-    CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED, StreamClient,
+    CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED,
+    CLOSE_TOKEN_EXPIRED, StreamClient,
 )
 from workers.heartbeat import HeartbeatLoop
 from workers.matcher import SubscriptionIndex
@@ -44,6 +47,12 @@ READER_POLL_INTERVAL = 0.02
 MAX_RECORDS_PER_READ = 2000
 REDIS_POOL_SIZE = 64
 REDIS_POOL_TIMEOUT = 10.0
+# The event that ends a stream whose subscriber token expired. It carries
+# no id, so the client's resume point stays on its last real event.
+TOKEN_EXPIRED_FRAME = encode_frame(
+    b"token-expired",
+    b'{"reason":"the subscriber token expired; renew it and reconnect with the last event id"}',
+)
 
 
 class Hub:
@@ -53,13 +62,17 @@ class Hub:
         self.settings = settings
         self.ring = ring
         self.slot = slot
+        # Streams whose ``allowed`` is None: every frame they match is theirs.
         self.index = SubscriptionIndex()
+        # Streams that reach into protected channels: each frame is checked
+        # against the stream's ``allowed`` first. Kept apart so that the
+        # open streams pay nothing for the check.
+        self.guarded_index = SubscriptionIndex()
         self.streams: set[StreamClient] = set()
-        self.redis = redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
-                settings.redis_url, max_connections=REDIS_POOL_SIZE,
-                timeout=REDIS_POOL_TIMEOUT, socket_timeout=10, socket_connect_timeout=5,
-            )
+        self.streams_by_address: dict[str, int] = {}
+        self.redis = connect(
+            settings, max_connections=REDIS_POOL_SIZE, pool_timeout=REDIS_POOL_TIMEOUT,
+            socket_timeout=10, socket_connect_timeout=5,
         )
         self.synchronizer = Synchronizer(
             self.redis, Keys(settings.key_prefix), max_replay=settings.max_replay
@@ -72,7 +85,7 @@ class Hub:
             "streams_opened": 0, "streams_closed": 0, "slow_consumer_drops": 0,
             "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
             "resumes_from_ring": 0, "resumes_from_redis": 0, "frames_sent": 0, "bytes_sent": 0,
-            "frames_offered": 0,
+            "frames_offered": 0, "tokens_expired": 0,
         }
         self._greenlets: list[gevent.Greenlet] = []
         self._heartbeat = HeartbeatLoop(self, settings.heartbeat_interval)
@@ -127,22 +140,61 @@ class Hub:
 
     # -- streams --------------------------------------------------------
 
-    def open_stream(self, subscriptions, since: str | None, remote: str) -> StreamClient:
-        stream = StreamClient(subscriptions, self.settings.client_queue_bytes, since, remote)
+    def open_stream(
+        self,
+        subscriptions,
+        since: str | None,
+        remote: str,
+        allowed: ChannelAccess | None = None,
+        expires_at: float | None = None,
+    ) -> StreamClient:
+        """Register a new stream. ``expires_at`` is the Unix time its token expires."""
+        deadline = None
+        if expires_at is not None:
+            deadline = time.monotonic() + (expires_at - time.time())
+        stream = StreamClient(subscriptions, self.settings.client_queue_bytes, since, remote,
+                              allowed=allowed, expires_at=deadline)
+        index = self.index if allowed is None else self.guarded_index
         for subscription in subscriptions:
-            self.index.add(subscription, stream)
+            index.add(subscription, stream)
         self.streams.add(stream)
+        self.streams_by_address[remote] = self.streams_by_address.get(remote, 0) + 1
         self.stats["streams_opened"] += 1
         log.debug("stream %s opened from %s: %s", stream.id, remote,
                   ",".join(s.text for s in subscriptions))
         return stream
 
+    def expire_stream(self, stream: StreamClient) -> None:
+        """End a stream whose token expired: a ``token-expired`` event, then ``retry:``."""
+        stream.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_FRAME + self.retry_frame())
+        self.stats["tokens_expired"] += 1
+        log.debug("stream %s from %s ended: subscriber token expired", stream.id, stream.remote)
+
+    def subscription_counts(self) -> tuple[int, int]:
+        """Return the number of (exact, pattern) subscriptions of all open streams."""
+        exact, patterns = self.index.counts()
+        guarded_exact, guarded_patterns = self.guarded_index.counts()
+        return exact + guarded_exact, patterns + guarded_patterns
+
+    def channels_by_subscribers(self) -> list[tuple[str, int]]:
+        """Return (channel, exact subscribers) pairs of all open streams, most subscribed first."""
+        totals = dict(self.index.channels_by_subscribers())
+        for channel, count in self.guarded_index.channels_by_subscribers():
+            totals[channel] = totals.get(channel, 0) + count
+        return sorted(totals.items(), key=lambda item: -item[1])
+
     def close_stream(self, stream: StreamClient) -> None:
         if stream not in self.streams:
             return
         self.streams.discard(stream)
+        index = self.index if stream.allowed is None else self.guarded_index
         for subscription in stream.subscriptions:
-            self.index.remove(subscription, stream)
+            index.remove(subscription, stream)
+        remaining = self.streams_by_address.get(stream.remote, 1) - 1
+        if remaining > 0:
+            self.streams_by_address[stream.remote] = remaining
+        else:
+            self.streams_by_address.pop(stream.remote, None)
         self.stats["streams_closed"] += 1
         if not stream.closed:
             stream.close(CLOSE_CLIENT_GONE)
@@ -195,7 +247,7 @@ class Hub:
         if since and self._resume_from_ring(stream, since):
             return generation
         try:
-            result = self.synchronizer.sync(stream.subscriptions, since)
+            result = self.synchronizer.sync(stream.subscriptions, since, stream.allowed)
         except redis.RedisError as error:
             log.error("stream %s: sync from redis failed: %s; closing it so the client "
                       "reconnects", stream.id, error)
@@ -220,7 +272,7 @@ class Hub:
             return False
         replay = replay_from_ring(
             self.ring, self.ring_index, self.reader.position, stream.subscriptions, token,
-            self.settings.max_replay,
+            self.settings.max_replay, stream.allowed,
         )
         if replay is None:
             return False
@@ -287,12 +339,17 @@ class Hub:
             for streams in self.index.recipients(record.channel):
                 for stream in streams:
                     stream.offer(seq, frame)
+            for streams in self.guarded_index.recipients(record.channel):
+                for stream in streams:
+                    if stream.allowed.permits(record.channel):
+                        stream.offer(seq, frame)
             self.ring_index.note_frame(seq, record.pos)
             self.stats["frames_offered"] += 1
         elif kind == ring_layout.RESYNC_CHANNEL:
-            for streams in self.index.recipients(record.channel):
-                for stream in streams:
-                    stream.request_resync()
+            for index in (self.index, self.guarded_index):
+                for streams in index.recipients(record.channel):
+                    for stream in streams:
+                        stream.request_resync()
             self.ring_index.reset()
             self.stats["resyncs"] += 1
         elif kind == ring_layout.RESYNC_ALL:

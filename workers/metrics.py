@@ -83,7 +83,7 @@ class MetricsExporter:
         for key, source in RESUME_KEYS.items():
             self._add(key, values.get(key, 0), RESUMES.labels(source))
         CONNECTIONS.set(len(hub.streams))
-        exact, patterns = hub.index.counts()
+        exact, patterns = hub.subscription_counts()
         SUBSCRIPTIONS.labels("exact").set(exact)
         SUBSCRIPTIONS.labels("pattern").set(patterns)
         WORKER_FRAMES_SENT.set(values.get("frames_sent", 0))
@@ -99,7 +99,7 @@ class MetricsExporter:
         status = {
             "pid": os.getpid(),
             "slot": self._hub.slot,
-            "top_channels": self._hub.index.channels_by_subscribers()[:TOP_CHANNELS],
+            "top_channels": self._hub.channels_by_subscribers()[:TOP_CHANNELS],
         }
         temporary = self._status_path + ".tmp"
         try:

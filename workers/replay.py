@@ -15,6 +15,7 @@ import bisect
 from dataclasses import dataclass
 
 from fanout import ring as ring_layout
+from livegate.auth import ChannelAccess
 from livegate.channels import Pattern
 from livegate.ids import EventId
 
@@ -57,6 +58,19 @@ class RingIndex:
         self._since_checkpoint = (self._since_checkpoint + 1) % CHECKPOINT_EVERY
         self.dispatched_seq = seq
 
+    @property
+    def covered_from_seq(self) -> int | None:
+        """Return the seq after which this worker dispatched every frame, or None.
+
+        The first checkpoint is the first frame after the reader started or
+        was reset, and the ring has no holes, so every frame after the seq
+        before it went through this worker. A fresh worker knows nothing
+        about the updates written before its reader started.
+        """
+        if not self._seqs:
+            return None
+        return self._seqs[0] - 1
+
     def reset(self) -> None:
         """Forget every position: frames before a resync or overrun cannot be replayed."""
         self._seqs.clear()
@@ -85,8 +99,11 @@ def replay_from_ring(
     subscriptions: tuple[Pattern, ...],
     token: EventId,
     max_replay: int,
+    allowed: ChannelAccess | None = None,
 ) -> Replay | None:
     """Collect the frames after ``token`` that match ``subscriptions``, up to ``end_position``.
+
+    ``allowed``, when given, also drops the frames of channels the stream may not read.
 
     Returns None when the ring cannot serve this client and Redis must.
     Never yields to other greenlets, so the caller's view of what was
@@ -94,6 +111,9 @@ def replay_from_ring(
     """
     status = ring.subscriber_status()
     if token.epoch != status.epoch or token.seq > status.last_seq:
+        return None
+    covered_from = index.covered_from_seq
+    if covered_from is None or token.seq < covered_from:
         return None
     if token.seq >= index.dispatched_seq:
         # The client has seen everything this worker dispatched (it may come
@@ -121,6 +141,8 @@ def replay_from_ring(
             if record.kind not in _FRAME_KINDS:
                 return None
             if record.seq <= token.seq or not _matches(subscriptions, record.channel):
+                continue
+            if allowed is not None and not allowed.permits(record.channel):
                 continue
             counts[record.channel] = counts.get(record.channel, 0) + 1
             sizes[record.channel] = sizes.get(record.channel, 0) + len(record.payload)

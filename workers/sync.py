@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import gevent
 import redis
 
+from livegate.auth import ChannelAccess
 from livegate.channels import Pattern
 from livegate.frames import FrameError, compact_json, encode_snapshot_body, id_suffix
 from livegate.ids import format_event_id, parse_event_id
@@ -81,9 +82,17 @@ class Synchronizer:
         self._max_replay = max_replay
         self._cache = SnapshotCache()
 
-    def sync(self, subscriptions: tuple[Pattern, ...], since: str | None) -> SyncResult:
+    def sync(
+        self,
+        subscriptions: tuple[Pattern, ...],
+        since: str | None,
+        allowed: ChannelAccess | None = None,
+    ) -> SyncResult:
+        """Read what a stream needs; ``allowed``, when given, drops the channels it may not read."""
         token = parse_event_id(since)
         exact = {s.text for s in subscriptions if s.is_exact}
+        if allowed is not None:
+            exact = {channel for channel in exact if allowed.permits(channel)}
         patterns = [s for s in subscriptions if not s.is_exact]
         candidates = set(exact)
         for _ in range(MAX_READS):
@@ -93,6 +102,8 @@ class Synchronizer:
             if not patterns:
                 break
             matched = {name for name in names if any(p.matches(name) for p in patterns)}
+            if allowed is not None:
+                matched = {name for name in matched if allowed.permits(name)}
             if matched <= candidates:
                 break
             candidates |= matched

@@ -31,9 +31,15 @@ def register_blueprints(app: Flask) -> None:
     from workers.routes.channels import channels
     from workers.routes.health import health
     from workers.routes.metrics import metrics
+    from workers.routes.pages import pages
     from workers.routes.publish import publish
     from workers.routes.status import status
     from workers.routes.stream import stream
 
-    for blueprint in (stream, channels, publish, health, metrics, status):
+    for blueprint in (stream, channels, publish, health, metrics, status, pages):
         app.register_blueprint(blueprint)
+
+    from workers.routes.cors import install_cors
+
+    settings = app.extensions["livegate"].settings
+    install_cors(app, settings.cors_origins, settings.cors_max_age)

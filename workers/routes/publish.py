@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
+import gevent
 import msgpack
 import orjson
 import redis
 from flask import Blueprint, request
 
-from ingest.publisher import DocumentError, PatchError, VersionConflictError
+from ingest.publisher import DocumentError, DocumentTooDeepError, PatchError, VersionConflictError
+from livegate.auth import AccessError, PublishAuth
 from livegate.channels import InvalidChannelError, validate_channel
+from workers.routes.auth import access_error, bearer_token, rejections
 from workers.routes.errors import invalid_channel, json_error
 from workers.routes.gateway import gateway
 
@@ -21,20 +24,48 @@ publish = Blueprint("publish", __name__)
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
 MSGPACK = "application/msgpack"
+READ_CHUNK_BYTES = 65536
 
 
 @publish.post("/v1/publish/<channel:channel>")
 def publish_channel(channel: str):
     service = gateway()
+    # The token is checked first, so that a caller without one learns
+    # nothing, not even whether the channel name is valid.
+    token = bearer_token(request)
+    grant = None
+    if service.publish_auth is not None:
+        try:
+            grant = service.publish_auth.authenticate(token)
+        except AccessError as error:
+            rejections.record("publish", error.status, error.message,
+                              request.remote_addr or "", token)
+            return access_error(error)
     try:
         validate_channel(channel)
     except InvalidChannelError as error:
         return invalid_channel(error)
+    if grant is not None:
+        try:
+            PublishAuth.authorize(grant, channel)
+        except AccessError as error:
+            rejections.record("publish", error.status, error.message,
+                              request.remote_addr or "", token)
+            return access_error(error)
 
     limit = service.settings.max_publish_bytes
     if request.content_length is not None and request.content_length > limit:
         return _too_large(request.content_length, limit)
-    body = request.get_data(cache=False)
+    timeout = service.settings.publish_read_timeout
+    try:
+        body = _read_body(limit, timeout)
+    except BodyTimeoutError:
+        response = json_error(408, "request_timeout",
+                              f"the request body did not arrive within {timeout:g} s "
+                              "(LIVEGATE_PUBLISH_READ_TIMEOUT)")
+        # The rest of the body may still come; this connection is done.
+        response.headers["Connection"] = "close"
+        return response
     if len(body) > limit:
         return _too_large(len(body), limit)
 
@@ -53,6 +84,8 @@ def publish_channel(channel: str):
                 f"Content-Type {content_type or '(none)'!r} is not supported; "
                 f"use {JSON}, {JSON_PATCH} or {MSGPACK}",
             )
+    except DocumentTooDeepError as error:
+        return json_error(400, "document_too_deep", str(error), maximum=error.maximum)
     except DocumentError as error:
         return json_error(400, "invalid_document", str(error))
     except PatchError as error:
@@ -69,6 +102,37 @@ def publish_channel(channel: str):
         "channel": result.channel, "version": result.version, "id": result.id,
         "changed": result.changed,
     }
+
+
+class BodyTimeoutError(Exception):
+    """The publish body did not arrive within LIVEGATE_PUBLISH_READ_TIMEOUT."""
+
+
+def _read_body(limit: int, timeout: float) -> bytes:
+    """Read at most ``limit + 1`` bytes of the body within ``timeout`` seconds.
+
+    Reading stops one byte past the limit, so a chunked body without a
+    Content-Length cannot fill the worker's memory before it is rejected.
+    Raises BodyTimeoutError when the client sends too slowly.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    timer = gevent.Timeout(timeout)
+    timer.start()
+    try:
+        while size <= limit:
+            chunk = request.stream.read(min(READ_CHUNK_BYTES, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except gevent.Timeout as error:
+        if error is not timer:
+            raise
+        raise BodyTimeoutError() from None
+    finally:
+        timer.close()
+    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int):

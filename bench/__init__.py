@@ -1,0 +1,1 @@
+"""livegate's benchmark suite: load generator, workloads, resource meter and peers."""

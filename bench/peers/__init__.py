@@ -1,0 +1,1 @@
+"""Peer servers that the benchmark compares livegate with."""
