@@ -2,23 +2,24 @@
 
 Every livegate process (gateway workers, the per-pod subscriber, ingest,
 the demo feed) builds its Redis clients with ``connect``, so the choice
-between a plain ``REDIS_URL`` and Redis Sentinel is made here only:
+between a plain ``REDIS_URL`` and Redis Sentinel is made here only.
 
-- without ``LIVEGATE_REDIS_SENTINELS``, the client reaches the server that
-  ``REDIS_URL`` names;
-- with it, the client queries the sentinels for the current primary of
+- Without ``LIVEGATE_REDIS_SENTINELS``, the client reaches the server that
+  ``REDIS_URL`` names.
+- With it, the client queries the sentinels for the current primary of
   ``LIVEGATE_REDIS_SENTINEL_SERVICE`` whenever it opens a connection. A
   connection that the old primary closes during a failover, or that
   receives READONLY from a demoted primary, is dropped, and the next
   attempt queries the sentinels again.
 
-``client_for_channel`` is the one place that decides which Redis holds a
+``client_for_channel`` is the one place that decides which Redis stores a
 channel. Today that is always the single primary.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -55,6 +56,11 @@ class _SentinelPool(SentinelConnectionPool):
     primary moved, redis-py closes the idle connections and drops the busy
     ones when they come back, so new commands go to the new primary.
 
+    Other callers do not wait for such a periodic query and may still reach
+    the old primary until it returns. After ``request_primary_check``, by
+    contrast, every caller waits for one fresh query before it takes a
+    connection.
+
     It also closes its sentinel connections on ``Redis.close()``, which
     calls ``disconnect()`` with the default ``inuse_connections=True``.
     redis-py calls it with False when the primary moved, which must keep
@@ -65,17 +71,30 @@ class _SentinelPool(SentinelConnectionPool):
         super().__init__(service_name, sentinel_manager, **kwargs)
         self._next_check = 0.0
         self._check_failed = False
+        self._check_requested = False
+        # Created here, after gevent's monkey patching, so that under gevent
+        # it blocks a greenlet, not the whole worker.
+        self._check_lock = threading.Lock()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        self._check_primary()
+        if self._check_requested:
+            # The flag stays set until the query returns, so that callers
+            # arriving meanwhile wait here instead of using old connections.
+            with self._check_lock:
+                if self._check_requested:
+                    self._check_primary()
+                    self._check_requested = False
+        elif time.monotonic() >= self._next_check:
+            self._check_primary()
         return super().get_connection(*args, **kwargs)
 
+    def request_check(self) -> None:
+        """Make the next caller query the sentinels, and the callers after it wait for that."""
+        self._check_requested = True
+
     def _check_primary(self) -> None:
-        now = time.monotonic()
-        if now < self._next_check:
-            return
-        # Set first, so that concurrent callers skip the check.
-        self._next_check = now + PRIMARY_CHECK_INTERVAL
+        # Set first, so that concurrent callers skip a periodic check.
+        self._next_check = time.monotonic() + PRIMARY_CHECK_INTERVAL
         before = self.master_address
         try:
             after = self.get_master_address()
@@ -83,9 +102,9 @@ class _SentinelPool(SentinelConnectionPool):
             # During a failover the sentinels name no primary for a moment.
             # Existing connections stay in use meanwhile.
             if not self._check_failed:
-                log.warning("querying the sentinels for the primary of %r failed: %s. "
-                            "The current connections stay in use; the next query follows "
-                            "within %.0f s", self.service_name, error, PRIMARY_CHECK_INTERVAL)
+                log.warning("querying the sentinels for the primary of %r failed: %s. The "
+                            "current connections stay in use until the next query, within "
+                            "%.0f s", self.service_name, error, PRIMARY_CHECK_INTERVAL)
             self._check_failed = True
             return
         if self._check_failed:
@@ -93,7 +112,7 @@ class _SentinelPool(SentinelConnectionPool):
                      *after, self.service_name)
             self._check_failed = False
         if before is not None and after != before:
-            log.warning("the primary of %r moved from %s:%s to %s:%s; reconnecting",
+            log.warning("the primary of %r moved from %s:%s to %s:%s, reconnecting",
                         self.service_name, *before, *after)
 
     def disconnect(self, inuse_connections: bool = True) -> None:
@@ -222,6 +241,23 @@ def _connect_sentinel(
     )
 
 
+def request_primary_check(client: redis.Redis) -> None:
+    """Make ``client`` query the sentinels before its next command, and hold other commands.
+
+    Call it when something else has seen a failover, for example when the
+    pod's subscriber reports that Redis lost updates. Until the sentinels
+    demote it, the old primary still serves reads from its own stale data.
+    Does nothing for a client without sentinels.
+
+    NOTE: the query takes the answer of the first sentinel that replies. With
+    several sentinels, one that has not yet learned of the failover (they
+    exchange it within seconds) can still name the old primary.
+    """
+    pool = client.connection_pool
+    if isinstance(pool, _SentinelPool):
+        pool.request_check()
+
+
 def client_for_channel(client: redis.Redis, channel: str) -> redis.Redis:
     """Return the client of the Redis that stores ``channel``'s keys and carries its updates.
 
@@ -231,12 +267,11 @@ def client_for_channel(client: redis.Redis, channel: str) -> redis.Redis:
     callers' client type, not every call site.
 
     With Redis Cluster and sharded Pub/Sub (SSUBSCRIBE and SPUBLISH, Redis
-    7.0 or newer), ``client`` would become a ``redis.cluster.RedisCluster``
-    and this function would return the node of the channel's shard. The
-    keys of one publish must then hash to one slot, so the key names would
-    gain a hash tag per shard (``lg:{s3}:seq``) and the global ``seq``, the
-    epoch, the global log and the bus would exist once per shard.
-    docs/scaling.md describes the whole step.
+    7.0 or newer), this function would map the channel to its shard and
+    return a client of that shard's primary. The keys of one publish must
+    then hash to one slot, so the key names would gain a hash tag per shard
+    (``lg:{s3}:seq``), and the global ``seq``, the epoch, the global log and
+    the bus would exist once per shard. docs/scaling.md describes the step.
     """
     del channel  # One shard: every channel maps to the same primary.
     return client

@@ -25,7 +25,7 @@ from fanout.notify import bind_wakeup_socket
 from livegate.auth import ChannelAccess
 from livegate.frames import encode_frame, retry_frame
 from livegate.ids import parse_event_id
-from livegate.redis_client import connect
+from livegate.redis_client import connect, request_primary_check
 from livegate.settings import Settings
 from livegate.wire import Keys
 from workers.client import (
@@ -356,6 +356,9 @@ class Hub:
             self._resync_all()
 
     def _resync_all(self) -> None:
+        # After a failover that lost updates the subscriber starts a new
+        # epoch, and the streams' snapshots must not come from the old primary.
+        request_primary_check(self.redis)
         for stream in self.streams:
             stream.request_resync()
         self.ring_index.reset()

@@ -119,8 +119,13 @@ class SentinelServer:
             reply = connection.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
         return (reply[0], int(reply[1])) if reply else None
 
-    def replica_ports(self) -> list[int]:
-        """Return the ports of the replicas that the sentinel lists and does not flag as down."""
+    def promotable_replica_ports(self) -> list[int]:
+        """Return the ports of the replicas that SENTINEL FAILOVER could promote now.
+
+        The sentinel learns of a replica from the primary's INFO, and it
+        promotes one only after it has connected to it and read its own
+        INFO: before that, FAILOVER fails with NOGOODSLAVE.
+        """
         with self.client() as connection:
             replicas = connection.execute_command("SENTINEL", "REPLICAS", self.service)
         ports = []
@@ -129,7 +134,10 @@ class SentinelServer:
                 fields = replica
             else:
                 fields = dict(zip(replica[::2], replica[1::2]))
-            if "s_down" not in str(fields.get("flags", "")):
+            flags = str(fields.get("flags", ""))
+            if ("s_down" not in flags and "disconnected" not in flags
+                    and fields.get("role-reported") == "slave"
+                    and fields.get("master-link-status") == "ok"):
                 ports.append(int(fields["port"]))
         return ports
 
