@@ -14,6 +14,7 @@ import signal
 import sys
 
 from ingest.config import ConfigError, load_config
+from ingest.metrics import serve_metrics
 from ingest.service import IngestService
 from livegate.logs import configure_logging
 from livegate.settings import SettingError, Settings
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="validate the configuration (API key variables included) and exit")
     parser.add_argument("--stats-file", default=None,
                         help="write the counters as JSON to this file every second and at exit")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve the counters as Prometheus text on this port (0: off)")
+    parser.add_argument("--metrics-address", default="0.0.0.0",
+                        help="address of the metrics server (default: all interfaces)")
     arguments = parser.parse_args(argv)
 
     try:
@@ -54,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     service = IngestService(config, settings, stats_file=arguments.stats_file)
+    if arguments.metrics_port:
+        serve_metrics(service.stats, arguments.metrics_port, arguments.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", arguments.metrics_address,
+                 arguments.metrics_port)
 
     def request_stop(signum: int, frame: object) -> None:
         log.info("signal %s received; stopping", signal.Signals(signum).name)
