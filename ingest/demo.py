@@ -131,20 +131,27 @@ def serve(arguments: argparse.Namespace) -> int:
         if not environment.get("LIVEGATE_PUBLISH_TOKENS"):
             token = secrets.token_urlsafe(32)
             environment["LIVEGATE_PUBLISH_TOKENS"] = token
-        bind = f"{arguments.host}:{arguments.port}"
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
-             "--bind", bind, "--workers", str(arguments.workers)],
-            cwd=PROJECT_ROOT, env=environment,
-        )
-        children.append(gateway)
-        url = f"http://{bind}"
-        wait_ready(url, gateway)
+        # Several gateways on consecutive ports share the Redis, like pods
+        # behind a load balancer: any of them serves any client and id.
+        urls = []
+        for offset in range(arguments.gateways):
+            bind = f"{arguments.host}:{arguments.port + offset}"
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
+                 "--bind", bind, "--workers", str(arguments.workers)],
+                cwd=PROJECT_ROOT, env=environment,
+            )
+            children.append(gateway)
+            urls.append(f"http://{bind}")
+            wait_ready(urls[-1], gateway)
+        url = urls[0]
 
         settings = Settings.from_env(environment)
         publisher = Publisher.from_settings(settings)
-        print(f"\nlivegate is running: open {url}/\n"
-              f"  curl -N '{url}/v1/stream?channel={CHANNEL_PREFIX}/*'\n", flush=True)
+        for gateway_url in urls:
+            print(f"\nlivegate is running: open {gateway_url}/\n"
+                  f"  curl -N '{gateway_url}/v1/stream?channel={CHANNEL_PREFIX}/*'", flush=True)
+        print(flush=True)
         print(publish_example(url, token), flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         if arguments.replay:
@@ -191,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="gateway address with --serve")
     parser.add_argument("--port", type=int, default=8000, help="gateway port with --serve")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers with --serve")
+    parser.add_argument("--gateways", type=int, default=1,
+                        help="gateways to run with --serve, on consecutive ports from --port")
     parser.add_argument("--matches", type=int, default=12, help="number of simulated matches")
     parser.add_argument("--tick", type=float, default=1.0,
                         help="seconds of real time per simulated match minute")
