@@ -970,6 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--path", help="request path of every stream")
     target.add_argument("--paths-file", help="file of request paths, one per line; "
                         "client i uses line i (cycled when there are fewer lines)")
+
     parser.add_argument("--clients", type=int, required=True, help="streams to open")
     parser.add_argument("--rate", type=float, default=500.0,
                         help="new connections per second during the ramp (default 500)")
@@ -982,6 +983,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=15.0,
                         help="seconds from connect to response headers before a connection "
                         "counts as failed (default 15)")
+
     parser.add_argument("--reconnect", action="store_true",
                         help="reconnect streams that fail or that the server closes, with "
                         "Last-Event-ID")
@@ -992,6 +994,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--churn-per-minute", type=float, default=0.0,
                         help="share of the streams closed and reopened per minute after the "
                         "ramp, e.g. 0.1 (default 0)")
+
     parser.add_argument("--hold", type=float, default=None,
                         help="seconds to hold the streams after the ramp, as the measured "
                         "window, then stop; without it the run waits for commands")
@@ -1002,6 +1005,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "close-all, stop")
     parser.add_argument("--seed", type=int, default=1, help="random seed (churn, delays)")
     parser.add_argument("--out", help="also write the result JSON to this file")
+
     parser.add_argument("--child-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-count", type=int, default=1, help=argparse.SUPPRESS)
     return parser

@@ -238,19 +238,39 @@ class Player:
         return report
 
     def replay(self) -> dict:
+        """Publish a recorded match poll by poll and count the bytes of full documents.
+
+        ``full_document_bytes`` counts a snapshot frame for every change,
+        ``poll_document_bytes`` one for every poll, changed or not.
+        """
         report = {"type": "ran", "kind": "replay", "publishes": 0, "errors": 0, "late_max": 0.0,
-                  "full_document_bytes": 0}
+                  "full_document_bytes": 0, "poll_document_bytes": 0}
         self.durations = Histogram()
         start = time.monotonic()
         documents = replay_documents()
+        changes = 0
         for document in documents:
+            report["poll_document_bytes"] += snapshot_frame_bytes(REPLAY_CHANNEL, document)
+            before = report["full_document_bytes"]
             self._publish(report, REPLAY_CHANNEL, document, time.monotonic(), False)
+            if report["full_document_bytes"] > before:
+                changes += 1
             # Paced so that the stream reads each change before the next one.
             time.sleep(0.005)
         report["documents"] = len(documents)
+        report["changes"] = changes
         report["elapsed"] = time.monotonic() - start
         report["publish_seconds"] = self.durations.to_json()
         return report
+
+
+def snapshot_frame_bytes(channel: str, document: dict) -> int:
+    """Return the size of a snapshot frame of ``document``, with an id of typical length."""
+    from ingest.publisher import canonical_json
+    from livegate.frames import encode_frame, snapshot_data
+
+    data = snapshot_data(channel, 100, canonical_json(document))
+    return len(encode_frame(b"snapshot", data, "0123456789ab-100000"))
 
 
 def _sleep_until(moment: float) -> None:

@@ -212,6 +212,10 @@ def _phase_report(kind: str, window: dict, published: dict, pod: tuple, redis_cp
         "latency": {k: v for k, v in (window or {}).get("latency", {}).items() if k != "buckets"},
         "full_document_bytes": published.get("full_document_bytes"),
     }
+    if kind == "replay":
+        report["poll_document_bytes"] = published.get("poll_document_bytes")
+        report["documents"] = published.get("documents")
+        report["changes"] = published.get("changes")
     if expected is not None:
         report["expected_recipients_per_publish"] = expected
     return report

@@ -1,7 +1,7 @@
 """The servers under test: livegate and its peers, and their private Redis.
 
-Each target starts its own process tree on a free loopback port, waits
-until it responds to HTTP, and stops only the processes it started, by PID:
+Each target starts its own process tree on a free loopback port and waits
+until it responds to HTTP. It stops only the processes it started, by PID:
 SIGTERM (SIGQUIT for nginx) to the root, then SIGKILL to every descendant
 still alive after a grace period. A peer that is not installed is
 installed first (pip for Flask-SSE, apt-get for nginx and nchan); when

@@ -8,7 +8,7 @@ on the match day subscriptions. *Throughput*: a fixed number of publishes
 per second over channels with evenly spread subscribers. *Connect storm*:
 clients connecting at a set rate, with no publishes. *Replay*: one real
 match, polled every 15 s of match time, to compare the bytes of deltas
-with the bytes of full documents.
+with the bytes of full documents, sent at every change or at every poll.
 
 Documents are the demo feed's simulated matches (``ingest.simulator``),
 so a change is what a live score service sends: a minute, a statistic, now
@@ -25,7 +25,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 from ingest.simulator import SimulatedMatch, simulated_matches
@@ -161,15 +161,19 @@ def shared_data_dir() -> Path:
 
 
 def replay_documents() -> list[dict]:
-    """Return the documents of the 2022 World Cup final, polled every 15 s of match time.
+    """Return the canonical documents of the 2022 World Cup final, polled every 15 s of match time.
 
     The match is the openfootball record, rendered as football-data.org's
-    v4 match resource by the mock partner API, from 5 minutes before
-    kick-off to 5 minutes after the end. Raises FileNotFoundError naming
-    the folder when the data is absent.
+    v4 match resource by the mock partner API from 5 minutes before
+    kick-off to 5 minutes after the end. The ingest's football-data adapter
+    maps each poll to livegate's match document, as the ingest process
+    would publish it. Raises FileNotFoundError naming the folder when the
+    data is absent.
     """
+    from ingest.document import assign_event_ids
     from ingest.mockapi.render import TeamIds, fd_match
     from ingest.mockapi.timeline import load_file
+    from ingest.providers.football_data import FootballDataAdapter
 
     path = shared_data_dir() / "openfootball" / REPLAY_FILE
     if not path.exists():
@@ -178,6 +182,7 @@ def replay_documents() -> list[dict]:
     timelines = load_file(path, 0, 0, timedelta(0))
     final = max(timelines, key=lambda timeline: timeline.kickoff)
     teams = TeamIds(timelines)
+    adapter = FootballDataAdapter("replay", {}, {})
     documents = []
     moment = final.kickoff - timedelta(minutes=5)
     end = final.end + timedelta(minutes=5)
@@ -185,11 +190,16 @@ def replay_documents() -> list[dict]:
     for _ in range(2000):
         if moment > end:
             break
-        state = final.state_at(moment)
-        documents.append(fd_match(final, state, teams, moment.astimezone(timezone.utc)))
+        resource = fd_match(final, final.state_at(moment), teams, moment.astimezone(timezone.utc))
+        match = adapter.parse(resource)[0]
+        # The fields ingest.normalise.canonical_document adds, without a
+        # configuration: id, competition and provider.
+        document = {"id": "replay",
+                    "competition": {"code": match.competition_code or "WC",
+                                    "name": match.competition_name or "FIFA World Cup"},
+                    **match.document, "provider": "football-data"}
+        document["events"] = assign_event_ids(match.document.get("events", []))
+        documents.append(document)
         moment += timedelta(seconds=REPLAY_POLL_SECONDS)
     return documents
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -3,9 +3,9 @@
 ``python -m ingest --metrics-port P`` serves them on ``/metrics``. The
 values are read from ``IngestStats`` at scrape time, so polling code keeps
 one set of counters. Labels are source or provider names from the
-configuration, so their number is bounded by the configuration; counters
-kept per provider (requests, 429s, limiter waits) carry the provider's
-name in the ``source`` label.
+configuration, so their number is bounded by the configuration; limiter
+waits carry the provider's name in the ``source`` label. Counters whose
+breakdown is by match id have no such bound and are exported as totals.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily
 from ingest.stats import COUNTERS, IngestStats
 
 PREFIX = "livegate_ingest_"
+# Broken down by match id in IngestStats; exported without the breakdown.
+TOTAL_ONLY = frozenset({"provider_switches_total"})
 
 
 class IngestCollector:
@@ -29,7 +31,7 @@ class IngestCollector:
             family = CounterMetricFamily(PREFIX + name.removesuffix("_total"),
                                          help_text[0].upper() + help_text[1:] + ".",
                                          labels=["source"])
-            by_label = snapshot["by_label"].get(name, {})
+            by_label = {} if name in TOTAL_ONLY else snapshot["by_label"].get(name, {})
             if by_label:
                 for label, value in sorted(by_label.items()):
                     family.add_metric([label], value)

@@ -306,7 +306,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Kernel send buffer (SO_SNDBUF) of each SSE socket; 0 keeps the kernel's\n"
         "autotuning. Linux lets an unread socket buffer up to 4 MiB by default,\n"
         "so without a cap a stalled client holds that much kernel memory and\n"
-        "is dropped only after filling it on top of LIVEGATE_CLIENT_QUEUE_BYTES.",
+        "is dropped only after filling it on top of LIVEGATE_CLIENT_QUEUE_BYTES.\n"
+        "Linux doubles the value and caps it at net.core.wmem_max.",
     ),
     Setting(
         "max_subscriptions", "LIVEGATE_MAX_SUBSCRIPTIONS", 50, _integer(1, 10_000), "count",
@@ -461,7 +462,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "log_format", "LIVEGATE_LOG_FORMAT", "text", _choice("text", "json"), "format",
-        "Log line format: text for people, json for log collectors.",
+        "Log line format: text for people, json for log collectors.\n"
+        "gunicorn's own lines (boot, worker exits) keep gunicorn's format.",
     ),
 )
 
