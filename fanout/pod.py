@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
 import tempfile
 
 from fanout.ring import MAX_SLOTS, Ring, capacity_from_mib
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 _ring: Ring | None = None
 _supervisor: SubscriberSupervisor | None = None
 _free_slots: list[int] = []
+# A metrics folder this master created itself, removed again at exit.
+_created_metrics_dir: str | None = None
 
 
 def start(settings: Settings) -> None:
@@ -43,7 +46,10 @@ def prepare_metrics_dir(settings: Settings) -> str:
     fork; both inherit the variable. Files of an earlier master would add
     stale counts, so they are removed.
     """
-    path = settings.metrics_dir or tempfile.mkdtemp(prefix="livegate-metrics-")
+    global _created_metrics_dir
+    path = settings.metrics_dir
+    if not path:
+        path = _created_metrics_dir = tempfile.mkdtemp(prefix="livegate-metrics-")
     os.makedirs(path, exist_ok=True)
     for stale in glob.glob(os.path.join(path, "*.db")) + glob.glob(
         os.path.join(path, "status_*.json")
@@ -71,6 +77,8 @@ def forget_process(pid: int) -> None:
 def stop() -> None:
     if _supervisor is not None:
         _supervisor.stop()
+    if _created_metrics_dir is not None:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)
 
 
 def ring() -> Ring | None:

@@ -89,6 +89,8 @@ class Subscriber:
         self._probe_prefix = f"{os.getpid()}-{random.getrandbits(32):08x}-"
         self._probe_counter = 0
         self._probe_outstanding: str | None = None
+        self._probe_epoch: str | None = None
+        self._probe_seq = 0
         self._probe_sent_at = 0.0
         self._next_probe_at = 0.0
 
@@ -186,10 +188,11 @@ class Subscriber:
                 self._probe_outstanding = None
                 log.debug("probe %s came back after %.1f ms", message.token,
                           (time.monotonic() - self._probe_sent_at) * 1000)
-                # Every publish before the probe has had its chance to arrive,
-                # so Redis ahead of the ring means a lost message with nothing
-                # after it yet to reveal the gap: repair it now.
-                self._catch_up(client)
+                # Every update published before the probe has arrived by now,
+                # so a seq up to the probe's that the ring lacks was a lost
+                # message with nothing after it yet to reveal the gap.
+                if self._probe_epoch == self._epoch and self._probe_seq > self._last_seq:
+                    self._repair(client, self._probe_seq + 1)
             return
         self._handle(client, message)
 
@@ -210,7 +213,14 @@ class Subscriber:
         if now >= self._next_probe_at:
             self._probe_counter += 1
             token = f"{self._probe_prefix}{self._probe_counter}"
-            client.publish(self._keys.bus, encode_probe(token))
+            # The seq read in the same transaction as the probe's PUBLISH names
+            # every update whose message Redis sent before the probe's.
+            pipe = client.pipeline(transaction=True)
+            pipe.mget(self._keys.epoch, self._keys.seq)
+            pipe.publish(self._keys.bus, encode_probe(token))
+            (epoch_raw, seq_raw), _ = pipe.execute()
+            self._probe_epoch = epoch_raw.decode("ascii", "replace") if epoch_raw else None
+            self._probe_seq = int(seq_raw or 0)
             self._probe_outstanding = token
             self._probe_sent_at = now
             self._next_probe_at = now + self._settings.probe_interval

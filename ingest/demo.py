@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,10 +119,12 @@ def replay_without_gateway(arguments: argparse.Namespace) -> int:
 def serve(arguments: argparse.Namespace) -> int:
     """Run Redis (if needed), the gateway and the feed until interrupted."""
     children: list[subprocess.Popen] = []
+    folders: list[str] = []
     environment = dict(os.environ)
     try:
         if not environment.get("REDIS_URL"):
             directory = tempfile.mkdtemp(prefix="livegate-demo-redis-")
+            folders.append(directory)
             port = free_port()
             children.append(start_redis_server(port, directory))
             environment["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -151,7 +154,7 @@ def serve(arguments: argparse.Namespace) -> int:
         for gateway_url in urls:
             print(f"\nlivegate is running: open {gateway_url}/\n"
                   f"  curl -N '{gateway_url}/v1/stream?channel={CHANNEL_PREFIX}/*'", flush=True)
-        print(flush=True)
+        print(f"  Redis: {environment['REDIS_URL']}\n", flush=True)
         print(publish_example(url, token), flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         if arguments.replay:
@@ -168,6 +171,8 @@ def serve(arguments: argparse.Namespace) -> int:
                     child.wait(timeout=35)
                 except subprocess.TimeoutExpired:
                     child.kill()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

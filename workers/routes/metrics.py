@@ -69,4 +69,5 @@ def pod_registry() -> CollectorRegistry:
 
 @metrics.get("/metrics")
 def prometheus_metrics():
-    return Response(generate_latest(pod_registry()), mimetype=CONTENT_TYPE_LATEST)
+    # Set as a header: as a mimetype Werkzeug would add a second charset.
+    return Response(generate_latest(pod_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})
