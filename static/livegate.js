@@ -18,6 +18,7 @@ export const State = Object.freeze({
   RESYNCHRONISING: "resynchronising",
   PAUSED: "paused",
   CLOSED: "closed",
+  TOKEN_EXPIRED: "token-expired",
 });
 
 /** An RFC 6902 patch or RFC 6901 pointer that cannot be applied. */
@@ -333,7 +334,8 @@ const BACKOFF_MAX_MS = 30000;
 // EventSource.CLOSED: the EventSource gave up and will not reconnect.
 const EVENTSOURCE_CLOSED = 2;
 
-function streamUrl(url, channels, since) {
+// The result contains the token, so it must not appear in errors or logs.
+function streamUrl(url, channels, since, token) {
   const base = typeof location !== "undefined" ? location.href : undefined;
   const target = new URL(url, base);
   target.searchParams.delete("channel");
@@ -344,7 +346,22 @@ function streamUrl(url, channels, since) {
   if (since) {
     target.searchParams.set("since", since);
   }
+  if (token) {
+    target.searchParams.set("token", token);
+  }
   return target.toString();
+}
+
+function isNonEmptyString(value) {
+  return typeof value === "string" && value !== "";
+}
+
+// Describe the type of a value without showing the value, which may be a secret.
+function describeType(value) {
+  if (value === null) {
+    return "null";
+  }
+  return Array.isArray(value) ? "an array" : `a value of type ${typeof value}`;
 }
 
 // Between half and all of an exponentially growing ceiling, so that the
@@ -363,13 +380,19 @@ function backoffDelay(failures) {
  * ?since= set to that id, with exponential backoff and jitter. A delta that
  * cannot be applied (a failed patch, a version gap, invalid JSON) makes it
  * resynchronise: it reconnects without an id and receives fresh snapshots,
- * and keeps showing the documents it has until they arrive.
+ * and keeps showing the documents it has until they arrive. When the gateway
+ * ends the stream with a token-expired event, it closes the EventSource and,
+ * unless the token option is a fixed string, reconnects with ?since= set to
+ * the last id and a token from the token function.
  */
 export class Subscription {
   constructor(options) {
-    const { url = DEFAULT_STREAM_URL, channels, onDocument, onState, onError, lastEventId, documents } = options;
+    const { url = DEFAULT_STREAM_URL, channels, onDocument, onState, onError, lastEventId, documents, token } = options;
     if (!Array.isArray(channels) || channels.length === 0 || !channels.every((c) => typeof c === "string" && c)) {
       throw new TypeError("channels must be a non-empty array of channel names or patterns");
+    }
+    if (token != null && typeof token !== "function" && !isNonEmptyString(token)) {
+      throw new TypeError(`token must be a non-empty string or a function that returns one, got ${describeType(token)}`);
     }
     const EventSourceClass = options.EventSource ?? globalThis.EventSource;
     if (typeof EventSourceClass !== "function") {
@@ -382,11 +405,13 @@ export class Subscription {
     this.lastEventId = lastEventId || null;
     this.state = null;
     /** Counters for diagnostics and tests. */
-    this.stats = { snapshots: 0, deltas: 0, duplicates: 0, resyncs: 0, connectionErrors: 0 };
+    this.stats = { snapshots: 0, deltas: 0, duplicates: 0, resyncs: 0, connectionErrors: 0, tokenExpiries: 0 };
     this._EventSource = EventSourceClass;
     this._onDocument = onDocument || (() => {});
     this._onState = onState || (() => {});
     this._onError = onError || ((error) => console.error("livegate:", error));
+    // A string, a function called before each connection this class opens, or null.
+    this._token = token ?? null;
 
     this._channels = new Map();
     for (const [channel, entry] of documents instanceof Map ? documents : Object.entries(documents || {})) {
@@ -397,6 +422,11 @@ export class Subscription {
     }
     this._source = null;
     this._timer = null;
+    // Incremented by _stop(), so that a token that arrives after a close,
+    // pause or newer connect is dropped.
+    this._attempt = 0;
+    // Set when a string token expired. The stream then stays closed.
+    this._tokenSpent = false;
     // Consecutive connections that ended in an HTTP error status, reset when
     // a stream opens, and consecutive resynchronisations, reset when a delta applies.
     this._connectFailures = 0;
@@ -424,7 +454,7 @@ export class Subscription {
 
   /** Close the stream but keep the documents and the last id, for resume(). */
   pause() {
-    if (this.state === State.CLOSED || this.state === State.PAUSED) {
+    if (this.state === State.CLOSED || this.state === State.PAUSED || this._tokenSpent) {
       return;
     }
     this._stop();
@@ -439,6 +469,7 @@ export class Subscription {
   }
 
   _stop() {
+    this._attempt += 1;
     clearTimeout(this._timer);
     this._timer = null;
     if (this._source) {
@@ -465,8 +496,60 @@ export class Subscription {
 
   _connect(since, state) {
     this._stop();
+    const attempt = this._attempt;
     this._setState(state);
-    const source = new this._EventSource(streamUrl(this.url, this.channels, since));
+    if (attempt !== this._attempt) {
+      return;  // onState closed or paused the subscription.
+    }
+    if (typeof this._token !== "function") {
+      this._open(since, this._token);
+      return;
+    }
+
+    let token;
+    try {
+      token = this._token();
+    } catch (error) {
+      this._tokenFailed(error);
+      return;
+    }
+    if (typeof token?.then !== "function") {
+      this._openWithToken(since, token);
+      return;
+    }
+    // NOTE: there is no timeout, so a Promise that never settles leaves the stream unopened.
+    Promise.resolve(token).then(
+      (value) => {
+        if (attempt === this._attempt) {
+          this._openWithToken(since, value);
+        }
+      },
+      (error) => {
+        if (attempt === this._attempt) {
+          this._tokenFailed(error);
+        }
+      },
+    );
+  }
+
+  _openWithToken(since, token) {
+    if (!isNonEmptyString(token)) {
+      this._tokenFailed(new TypeError(`the token function returned ${describeType(token)} instead of a non-empty string`));
+      return;
+    }
+    this._open(since, token);
+  }
+
+  // Report a token function that threw, rejected or returned no string, and retry after a backoff delay.
+  _tokenFailed(error) {
+    const message = error instanceof Error ? error.message : String(error);
+    this._reconnectLater();
+    this._setState(State.RECONNECTING);
+    this._call(this._onError, new Error(`failed to get a subscriber token: ${message}`, { cause: error }));
+  }
+
+  _open(since, token) {
+    const source = new this._EventSource(streamUrl(this.url, this.channels, since, token));
     this._source = source;
     // Each handler checks that its source is still the current one, because
     // a closed EventSource may still deliver an event that was queued.
@@ -491,17 +574,59 @@ export class Subscription {
         this._receive(event, (message) => this._applyDelta(event, message));
       }
     });
+    source.addEventListener("token-expired", (event) => {
+      if (source === this._source) {
+        this._tokenExpired(event);
+      }
+    });
+  }
+
+  // The event has no id, so lastEventId still names the last update applied
+  // and a resume from it misses nothing.
+  _tokenExpired(event) {
+    let reason = "the subscriber token expired";
+    try {
+      const message = JSON.parse(event.data);
+      if (isNonEmptyString(message?.reason)) {
+        reason = message.reason;
+      }
+    } catch {
+      // Keep the default reason. The stream ends either way.
+    }
+    this.stats.tokenExpiries += 1;
+    // Closing the EventSource stops it from reconnecting with the expired token.
+    this._stop();
+    this._setState(State.TOKEN_EXPIRED, { reason });
+    if (this.state !== State.TOKEN_EXPIRED) {
+      return;  // onState closed or paused the subscription.
+    }
+
+    if (typeof this._token === "string") {
+      this._tokenSpent = true;
+      this._call(this._onError, new Error(
+        `stream closed: ${reason}. The token option is a fixed string, so it cannot be renewed. ` +
+        "Pass a function that returns a fresh token instead."));
+      return;
+    }
+    // Without a token option, the page may have renewed a cookie instead.
+    this._reconnectLater();
+  }
+
+  // Schedule a new connection with ?since= set to the last id, after a backoff delay.
+  _reconnectLater() {
+    this._stop();
+    const delay = backoffDelay(this._connectFailures);
+    this._connectFailures += 1;
+    this._timer = setTimeout(() => this._connect(this.lastEventId, State.RECONNECTING), delay);
   }
 
   _connectionFailed(source) {
     this.stats.connectionErrors += 1;
     if (source.readyState === EVENTSOURCE_CLOSED) {
       // The EventSource gave up after an HTTP error status (such as 503
-      // from a gateway that is shutting down), so open a new one later.
-      this._stop();
-      const delay = backoffDelay(this._connectFailures);
-      this._connectFailures += 1;
-      this._timer = setTimeout(() => this._connect(this.lastEventId, State.RECONNECTING), delay);
+      // from a gateway that is shutting down, or 401 for an expired token),
+      // so open a new one later.
+      this._reconnectLater();
     }
     // Otherwise the EventSource is already waiting to reconnect by itself.
     this._setState(State.RECONNECTING);
@@ -594,10 +719,15 @@ export class Subscription {
  *                      and every applied delta. change is {event: "snapshot" or
  *                      "delta", id, patch (deltas only), previous document}.
  * options.onState      (state, detail) on each change of connection state. The
- *                      state is one of the State values. detail.reason tells
- *                      why the stream resynchronises.
- * options.onError      (error) for resynchronisations and for exceptions thrown
- *                      by the callbacks. Default: console.error.
+ *                      state is one of the State values. detail.reason is the
+ *                      cause of a resynchronisation or of a token expiry.
+ * options.onError      (error) for resynchronisations, token failures and
+ *                      exceptions thrown by the callbacks. Default: console.error.
+ * options.token        the subscriber token, sent as the token query parameter:
+ *                      a string, or a function returning a string or a Promise
+ *                      of one, called before each connection this module opens.
+ *                      Only a function lets the stream continue after a
+ *                      token-expired event.
  * options.lastEventId  an id kept from an earlier session, to receive only what
  *                      changed since
  * options.documents    the {document, version} per channel held at lastEventId

@@ -308,3 +308,175 @@ test("invalid channels rejected", () => {
 test("missing EventSource rejected", () => {
   assert.throws(() => subscribe({ channels: ["a"], EventSource: null }), /eventsource package/);
 });
+
+// --- Subscriber tokens -------------------------------------------------------
+
+const PROTECTED = "vip/box/7";
+const EXPIRED_REASON = "the subscriber token expired; renew it and reconnect with the last event id";
+
+// Lets pending Promise callbacks run. setImmediate is not mocked.
+function settle() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function expireToken(source) {
+  source.send("token-expired", "", { reason: EXPIRED_REASON });
+}
+
+test("token string added to url", () => {
+  start({ token: "eyJ a+b/c=" });
+
+  const url = latest().url;
+  assert.equal(url.searchParams.get("token"), "eyJ a+b/c=");
+  assert.match(url.search, /token=eyJ\+a%2Bb%2Fc%3D/);
+  assert.deepEqual(url.searchParams.getAll("channel"), ["sport-livescore/*", "news/1"]);
+});
+
+test("token function called per connect", () => {
+  let calls = 0;
+  start({ token: () => `token-${++calls}` });
+  const first = latest();
+  assert.equal(first.url.searchParams.get("token"), "token-1");
+
+  first.dropConnection();
+  assert.equal(calls, 1, "a network error is left to the EventSource, with the same URL");
+  first.failWithStatus();
+  mock.timers.tick(1000);
+
+  assert.equal(calls, 2);
+  assert.equal(latest().url.searchParams.get("token"), "token-2");
+});
+
+test("token expiry renews and resumes", async () => {
+  let calls = 0;
+  const { subscription, seen } = start({
+    channels: [PROTECTED],
+    token: async () => `token-${++calls}`,
+  });
+  assert.equal(ScriptedEventSource.instances.length, 0, "opened before the token arrived");
+  await settle();
+  const first = latest();
+  assert.equal(first.url.searchParams.get("token"), "token-1");
+  first.open();
+  first.send("snapshot", "e-4", { channel: PROTECTED, version: 4, data: DOCUMENT });
+
+  expireToken(first);
+
+  assert.equal(first.readyState, CLOSED, "the EventSource would reconnect with the expired token");
+  assert.equal(subscription.state, State.TOKEN_EXPIRED);
+  assert.equal(subscription.stats.tokenExpiries, 1);
+  mock.timers.tick(1000);
+  await settle();
+  assert.equal(calls, 2);
+  const second = latest();
+  assert.notEqual(second, first);
+  assert.equal(second.url.searchParams.get("token"), "token-2");
+  assert.equal(second.url.searchParams.get("since"), "e-4");
+  second.open();
+  second.send("delta", "e-5", { channel: PROTECTED, version: 5, patch: [{ op: "replace", path: "/score/home", value: 1 }] });
+
+  assert.deepEqual(seen.states, [State.CONNECTING, State.LIVE, State.TOKEN_EXPIRED, State.RECONNECTING, State.LIVE]);
+  assert.deepEqual(subscription.current(PROTECTED).document.score, { home: 1, away: 0 });
+  assert.equal(subscription.stats.resyncs, 0);
+  assert.deepEqual(seen.errors, []);
+});
+
+test("token expiry reason in detail", () => {
+  const details = [];
+  start({ token: () => "token", onState: (state, detail) => details.push({ state, detail }) });
+  latest().open();
+
+  expireToken(latest());
+
+  assert.deepEqual(details.at(-1), { state: State.TOKEN_EXPIRED, detail: { reason: EXPIRED_REASON } });
+});
+
+test("string token stops on expiry", () => {
+  const { subscription, seen } = start({ token: "secret-token-value" });
+  const source = latest();
+  source.open();
+  source.send("snapshot", "e-1", { channel: MATCH, version: 1, data: DOCUMENT });
+
+  expireToken(source);
+  mock.timers.tick(60000);
+
+  assert.equal(source.readyState, CLOSED);
+  assert.equal(subscription.state, State.TOKEN_EXPIRED);
+  assert.equal(ScriptedEventSource.instances.length, 1);
+  assert.equal(seen.errors.length, 1);
+  assert.match(seen.errors[0].message, /cannot be renewed/);
+  assert.doesNotMatch(seen.errors[0].message, /secret-token-value/);
+  assert.deepEqual(subscription.current(MATCH).document, DOCUMENT);
+});
+
+test("string token expiry blocks pause", () => {
+  const { subscription } = start({ token: "secret-token-value" });
+  latest().open();
+  expireToken(latest());
+
+  subscription.pause();
+  subscription.resume();
+
+  assert.equal(subscription.state, State.TOKEN_EXPIRED);
+  assert.equal(ScriptedEventSource.instances.length, 1);
+});
+
+test("token expiry without token reconnects", () => {
+  const { subscription } = start();
+  const first = latest();
+  first.open();
+  first.send("snapshot", "e-2", { channel: MATCH, version: 1, data: DOCUMENT });
+
+  expireToken(first);
+  mock.timers.tick(1000);
+
+  assert.equal(subscription.state, State.RECONNECTING);
+  assert.equal(latest().url.searchParams.get("since"), "e-2");
+  assert.equal(latest().url.searchParams.get("token"), null);
+});
+
+test("token function failure retries", async () => {
+  const results = [
+    () => Promise.reject(new Error("token service unavailable")),
+    () => 42,
+    () => {
+      throw new Error("not logged in");
+    },
+    () => Promise.resolve("token-ok"),
+  ];
+  const { subscription, seen } = start({ token: () => results.shift()() });
+  await settle();
+
+  for (let retry = 0; retry < 3; retry++) {
+    assert.equal(subscription.state, State.RECONNECTING);
+    assert.equal(ScriptedEventSource.instances.length, 0);
+    mock.timers.tick(30000);
+    await settle();
+  }
+
+  assert.equal(ScriptedEventSource.instances.length, 1);
+  assert.equal(latest().url.searchParams.get("token"), "token-ok");
+  assert.equal(seen.errors.length, 3);
+  assert.match(seen.errors[0].message, /failed to get a subscriber token: token service unavailable/);
+  assert.match(seen.errors[1].message, /returned a value of type number/);
+  assert.doesNotMatch(seen.errors[1].message, /42/);
+  assert.match(seen.errors[2].message, /not logged in/);
+});
+
+test("close while token pending", async () => {
+  let release;
+  const { subscription } = start({ token: () => new Promise((resolve) => { release = resolve; }) });
+
+  subscription.close();
+  release("late-token");
+  await settle();
+
+  assert.equal(subscription.state, State.CLOSED);
+  assert.equal(ScriptedEventSource.instances.length, 0);
+});
+
+test("invalid token option rejected", () => {
+  for (const token of ["", 42, {}, ["a"]]) {
+    assert.throws(() => start({ token }), TypeError);
+  }
+});
