@@ -19,7 +19,9 @@ import pytest
 import redis
 
 from ingest.publisher import Publisher
-from tests.support.clients import ResumingClient, split_event_id
+from tests.support.clients import (
+    ResumingClient, assert_replayed_exactly, split_event_id, versions_by_channel,
+)
 from tests.support.gateway import Gateway
 from tests.support.sse import RawSSEReader
 from tests.support.waiting import wait_for
@@ -59,13 +61,6 @@ def publish_round(publisher: Publisher, documents: dict[str, Any]) -> str:
         assert result.changed, f"publish to {channel} changed nothing"
         last_id = result.id
     return last_id
-
-
-def versions_by_channel(received) -> dict[str, list[int]]:
-    versions: dict[str, list[int]] = {}
-    for event in received:
-        versions.setdefault(event.channel, []).append(event.version)
-    return versions
 
 
 def settle(client: ResumingClient, seconds: float = 0.5) -> None:
@@ -369,19 +364,6 @@ class TestEventIdEdgeCases:
         assert received == [("delta", 10), ("delta", 11), ("delta", 12)]
         assert recent.violations == []
         recent.disconnect()
-
-
-def assert_replayed_exactly(client: ResumingClient, versions_before: dict[str, int],
-                            versions_after: dict[str, int]) -> None:
-    """Check that the latest connection delivered exactly the deltas after `versions_before`, in order."""
-    received = client.connection_events()
-    assert [event.event for event in received] == ["delta"] * len(received)
-    expected = {
-        channel: list(range(versions_before[channel] + 1, versions_after[channel] + 1))
-        for channel in versions_after
-        if versions_after[channel] > versions_before[channel]
-    }
-    assert versions_by_channel(received) == expected
 
 
 class TestPodKill:

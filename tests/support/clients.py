@@ -288,3 +288,23 @@ class ResumingClient:
                 f"connection {self.connections}: id {event.id} after {previous[0]}-{previous[1]}"
             )
         self._last_position = (epoch, seq)
+
+
+def versions_by_channel(received) -> dict[str, list[int]]:
+    versions: dict[str, list[int]] = {}
+    for event in received:
+        versions.setdefault(event.channel, []).append(event.version)
+    return versions
+
+
+def assert_replayed_exactly(client: ResumingClient, versions_before: dict[str, int],
+                            versions_after: dict[str, int]) -> None:
+    """Check that the latest connection delivered exactly the deltas after `versions_before`, in order."""
+    received = client.connection_events()
+    assert [event.event for event in received] == ["delta"] * len(received)
+    expected = {
+        channel: list(range(versions_before[channel] + 1, versions_after[channel] + 1))
+        for channel in versions_after
+        if versions_after[channel] > versions_before[channel]
+    }
+    assert versions_by_channel(received) == expected
