@@ -17,7 +17,7 @@ from fanout import pod  # noqa: E402
 from livegate.logs import configure_logging  # noqa: E402
 from livegate.settings import Settings  # noqa: E402
 
-# Worker processes. Each holds its share of the streams; the pod's single
+# Worker processes. Each serves its share of the streams, and the pod's single
 # Redis subscriber feeds them all through the ring, whatever their number.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
@@ -29,7 +29,7 @@ worker_class = "workers.worker.StreamWorker"
 # process limit (ulimit -n) must leave room above this number.
 worker_connections = 10000
 
-# A gevent worker tells the master it is alive once a second from its main
+# A gevent worker notifies the master that it is alive once a second from its main
 # loop, so only a worker whose event loop is blocked for this long is
 # killed; a healthy one never gets near it.
 timeout = 60

@@ -8,7 +8,7 @@ seq order and without holes:
 - a seq that jumps ahead (a message Pub/Sub dropped, a reconnect, a
   restart of this process) is filled from the global log in Redis first;
 - when the log no longer covers the gap, or the epoch changed, a
-  RESYNC_ALL record tells the workers to send their clients snapshots;
+  RESYNC_ALL record makes the workers to send their clients snapshots;
 - a seq already written is skipped.
 
 Run as ``python -m fanout.subscriber --ring-fd FD``.
@@ -96,7 +96,7 @@ class Subscriber:
 
         status = ring.subscriber_status()
         # A restarted subscriber continues where the previous one stopped:
-        # the ring header holds the last epoch and seq that were written.
+        # the ring header contains the last epoch and seq that were written.
         self._epoch = status.epoch or None
         self._last_seq = status.last_seq if self._epoch else 0
         # The envelope written last, compared with Redis after a reconnect.

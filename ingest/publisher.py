@@ -301,7 +301,7 @@ class Publisher:
 
 
 def new_epoch() -> str:
-    """A fresh epoch: 12 lowercase hex characters."""
+    """Return a fresh epoch: 12 lowercase hex characters."""
     return secrets.token_hex(6)
 
 

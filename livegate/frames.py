@@ -38,7 +38,7 @@ def compact_json(text: bytes) -> bytes:
     """Validate JSON text and return it compact, without any line break.
 
     Raises FrameError when ``text`` is not valid JSON (orjson rejects invalid
-    UTF-8 and lone surrogates as well) or holds an integer outside 64 bits,
+    UTF-8 and lone surrogates as well) or contains an integer outside 64 bits,
     which orjson 3.13 would silently turn into a float.
     """
     if _LONG_DIGITS.search(text):
@@ -88,7 +88,7 @@ def encode_frame(event: bytes, data: bytes, event_id: str | None = None) -> byte
 
 
 def encode_snapshot_body(channel: str, version: int, document_json: bytes) -> bytes:
-    """A snapshot frame without its id line and final blank line.
+    """Encode a snapshot frame without its id line and final blank line.
 
     Workers cache this per channel version and append ``id_suffix`` per
     stream, because the id of an initial snapshot depends on when the
@@ -109,6 +109,6 @@ def retry_frame(milliseconds: int) -> bytes:
 
 
 def comment_frame(text: str) -> bytes:
-    """An SSE comment; line breaks in ``text`` are replaced by spaces."""
+    """Encode an SSE comment, replacing line breaks in ``text`` by spaces."""
     clean = text.replace("\r", " ").replace("\n", " ")
     return b": " + clean.encode("utf-8", "replace") + b"\n\n"

@@ -32,6 +32,7 @@ import sseclient
 
 from ingest.publisher import Publisher
 from tests.support.gateway import Gateway
+from tests.support.processes import stop_process
 from tests.support.sse import SSEClient
 from tests.support.waiting import wait_for
 
@@ -132,15 +133,7 @@ class ChildProcess:
             ) from None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=2)
+        stop_process(self.process, self._threads)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from ingest.publisher import Publisher
 from ingest.simulator import SimulatedMatch, simulated_matches
 from livegate_client import ChannelDocument, StreamRejected, Subscription, Update, stream_url
 from tests.support.gateway import Gateway
+from tests.support.processes import stop_process
 from tests.support.proxy import FreezingProxy
 from tests.support.waiting import wait_for
 
@@ -128,15 +129,7 @@ class TailProcess:
         return code
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=2)
+        stop_process(self.process, self._threads)
 
 
 @pytest.fixture

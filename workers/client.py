@@ -107,8 +107,8 @@ class StreamClient:
     def _account(self, size: int) -> None:
         self.queued_bytes += size
         # The frames of a sync, and a single frame larger than the bound,
-        # must still be able to go out once; only what queues behind them
-        # counts, else such a client would reconnect in a loop.
+        # must still be able to go out once, because such a client would
+        # otherwise reconnect in a loop. Only what queues behind them counts.
         behind = self.queued_bytes - self.sync_bytes
         if behind > self.max_queue_bytes and self.queued_bytes > size:
             self.close(CLOSE_SLOW_CONSUMER)

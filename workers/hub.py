@@ -3,8 +3,8 @@
 One hub runs in each gevent worker. Its ring-reader greenlet sleeps on
 the worker's wake-up socket, reads every new record, and offers each
 frame to the streams whose subscriptions match, without yielding in
-between; so the subscription index and the streams' queues are never
-seen half-changed. Each stream's own greenlet (the Flask response
+between. So no other greenlet ever sees the subscription index or a
+stream's queue half-changed. Each stream's own greenlet (the Flask response
 generator in ``stream_events``) does the blocking work: its Redis sync
 and its socket writes.
 """
@@ -80,7 +80,6 @@ class Hub:
         self.reader = ring_layout.RingReader(ring)
         self.ring_index = RingIndex()
         self.stopping = False
-        self.started_at = time.time()
         self.stats = {
             "streams_opened": 0, "streams_closed": 0, "slow_consumer_drops": 0,
             "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
@@ -122,7 +121,7 @@ class Hub:
         per_group = max(1, -(-len(streams) // groups))
         for start in range(0, len(streams), per_group):
             for stream in streams[start:start + per_group]:
-                stream.close(CLOSE_SHUTDOWN, self.final_retry_frame())
+                stream.close(CLOSE_SHUTDOWN, self.retry_frame())
             if window > 0:
                 gevent.sleep(window / groups)
         for greenlet in self._greenlets:
@@ -136,7 +135,6 @@ class Hub:
         jitter = random.randint(0, self.settings.retry_jitter_ms)
         return retry_frame(self.settings.retry_ms + jitter)
 
-    final_retry_frame = retry_frame
 
     # -- streams --------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 When many clients reconnect at once (a pod went away and its clients
 come back here), reading every one's missed deltas from Redis would cost
-one round trip per client. The ring already holds the recent frames, so a
+one round trip per client. The ring already contains the recent frames, so a
 worker remembers where recent seqs sit in it and copies a resuming
 client's missed frames from there. Only what the ring cannot serve goes
 to Redis: another epoch, a point older than the ring, a resync or overrun
@@ -64,8 +64,8 @@ class RingIndex:
 
         The first checkpoint is the first frame after the reader started or
         was reset, and the ring has no holes, so every frame after the seq
-        before it went through this worker. A fresh worker knows nothing
-        about the updates written before its reader started.
+        before it went through this worker. A fresh worker has not seen
+        the updates written before its reader started.
         """
         if not self._seqs:
             return None

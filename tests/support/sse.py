@@ -66,7 +66,12 @@ class _StreamReader:
         # None, not {}, when absent: httpx 0.28 replaces a query string in `url` with
         # any params mapping, even an empty one.
         # A list of pairs keeps repeated keys (several channel parameters).
-        self.params = (list(params.items()) if isinstance(params, Mapping) else list(params)) if params else None
+        if not params:
+            self.params = None
+        elif isinstance(params, Mapping):
+            self.params = list(params.items())
+        else:
+            self.params = list(params)
         self.headers = dict(headers or {})
         self.initial_last_event_id = last_event_id
         self.timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=5.0, pool=5.0)

@@ -14,7 +14,7 @@ class ChannelConverter(BaseConverter):
 
     regex = r"[\s\S]+"
     weight = 200
-    # Werkzeug matches segment by segment unless told that a converter spans "/".
+    # Werkzeug matches segment by segment unless a converter declares that it spans "/".
     part_isolating = False
 
 

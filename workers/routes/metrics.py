@@ -1,7 +1,7 @@
 """``GET /metrics``: Prometheus text for the whole pod.
 
 Counters and gauges of every worker and of the subscriber come from the
-multiprocess files, so any worker answers for all of them and the totals
+multiprocess files, so any worker reports all of them and the totals
 stay right when a worker restarts. Ring positions are read from the ring
 header at scrape time.
 """
@@ -56,7 +56,7 @@ class RingCollector:
 
 
 def pod_registry() -> CollectorRegistry:
-    """A registry with every process's metrics and the ring's state."""
+    """Build a registry with every process's metrics and the ring's state."""
     registry = CollectorRegistry()
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
