@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stats-file", default=None,
                         help="write the counters as JSON to this file every second and at exit")
     parser.add_argument("--metrics-port", type=int, default=0,
-                        help="serve the counters as Prometheus text on this port (0: off)")
+                        help="serve the counters as Prometheus text on /metrics, and the /healthz and "
+                             "/readyz probes, on this port (0: off)")
     parser.add_argument("--metrics-address", default="0.0.0.0",
-                        help="address of the metrics server (default: all interfaces)")
+                        help="address of the metrics and probe server (default: all interfaces)")
     arguments = parser.parse_args(argv)
 
     try:
@@ -60,9 +61,15 @@ def main(argv: list[str] | None = None) -> int:
 
     service = IngestService(config, settings, stats_file=arguments.stats_file)
     if arguments.metrics_port:
-        serve_metrics(service.stats, arguments.metrics_port, arguments.metrics_address)
-        log.info("metrics on http://%s:%d/metrics", arguments.metrics_address,
-                 arguments.metrics_port)
+        try:
+            serve_metrics(service.stats, arguments.metrics_port, arguments.metrics_address,
+                          health=service.health)
+        except OSError as error:
+            print(f"ingest: cannot serve metrics on {arguments.metrics_address}:{arguments.metrics_port}: "
+                  f"{error}; choose another --metrics-port or --metrics-address", file=sys.stderr)
+            return 2
+        log.info("metrics on http://%s:%d/metrics, probes on /healthz and /readyz (replica %s)",
+                 arguments.metrics_address, arguments.metrics_port, service.token)
 
     def request_stop(signum: int, frame: object) -> None:
         log.info("signal %s received; stopping", signal.Signals(signum).name)

@@ -140,6 +140,13 @@ class Lease:
         if released:
             log.info("source %s: lease released by %s", self.source, self.token)
 
+    def holder(self) -> str | None:
+        """Return the token of the replica that holds the lease in Redis, or None when it is free."""
+        token = self._client.get(self.key)
+        if token is None:
+            return None
+        return token.decode("utf-8", "replace") if isinstance(token, bytes) else str(token)
+
     def time_until_free(self) -> float | None:
         """Return the seconds until the key expires, 0 if it is free, or None if it has no TTL."""
         remaining = self._client.pttl(self.key)

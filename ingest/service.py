@@ -33,6 +33,7 @@ from ingest.document import (
     match_channel, match_document_problems, reconcile_event_ids,
 )
 from ingest.fetch import FetchError, ProviderClient, RateLimitedError, ShutdownError
+from ingest.health import HealthMonitor, stall_limit
 from ingest.lease import Lease, owner_token
 from ingest.normalise import MatchIdentity, canonical_document, match_identity
 from ingest.providers import ADAPTERS, ProviderError, ProviderMatch, ProviderRateLimited
@@ -72,6 +73,8 @@ class SourcePoller:
         self.failed_polls = 0
         self.redis_failing = False
         self._health_known = False
+        service.health.add_source(source.name, source.poll_interval,
+                                  stall_limit(source.poll_interval, self.provider.timeout))
         self.thread = threading.Thread(target=self.run, name=f"poll-{source.name}", daemon=True)
 
     @property
@@ -81,12 +84,17 @@ class SourcePoller:
     # --- lease --------------------------------------------------------------------
 
     def _redis_failed(self, action: str, error: Exception) -> None:
+        self.service.health.redis_failed(self.source.name, action, error)
         if not self.redis_failing:
             log.warning("source %s: Redis failed during %s: %s; retrying, logged again when it recovers",
                         self.source.name, action, error)
             self.redis_failing = True
 
+    def _lease_observed(self, holder: str | None) -> None:
+        self.service.health.lease_observed(self.source.name, self.lease.valid(), holder)
+
     def _redis_ok(self) -> None:
+        self.service.health.redis_succeeded(self.source.name)
         if self.redis_failing:
             log.info("source %s: Redis reachable again", self.source.name)
             self.redis_failing = False
@@ -105,19 +113,23 @@ class SourcePoller:
                 if lease.held:
                     lease.mark_lost()
                 self.service.stats.increment("lease_lost_total", self.source.name)
+                self._lease_observed(None)
                 return False
             if lease.try_acquire():
                 self._redis_ok()
                 self.service.stats.increment("lease_acquired_total", self.source.name)
                 self._health_known = False
+                self._lease_observed(self.service.token)
                 return True
             wait = lease.time_until_free()
+            self._lease_observed(lease.holder())
             self._redis_ok()
         except redis.RedisError as error:
             self._redis_failed("the lease check", error)
             if lease.held and not lease.valid():
                 lease.mark_lost()
                 self.service.stats.increment("lease_lost_total", self.source.name)
+                self._lease_observed(None)
             self._stop.wait(min(MAX_IDLE_STEP, ttl / 3))
             return lease.valid()
         # Sleep until the holder's key can expire, but look again at least
@@ -129,19 +141,27 @@ class SourcePoller:
     def _idle_until(self, until: float) -> None:
         """Wait until the monotonic time ``until``, renewing the lease on the way."""
         while not self._stop.is_set():
+            self.service.health.tick(self.source.name)
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return
             if self.lease.held and self.lease.seconds_left() < self.lease.ttl * 2 / 3:
                 try:
-                    if not self.lease.renew():
-                        self.service.stats.increment("lease_lost_total", self.source.name)
-                        return
+                    renewed = self.lease.renew()
                 except redis.RedisError as error:
                     self._redis_failed("a lease renewal", error)
                     if not self.lease.valid():
                         self.lease.mark_lost()
                         self.service.stats.increment("lease_lost_total", self.source.name)
+                        self._lease_observed(None)
+                        return
+                else:
+                    # Reported here too, because a long Retry-After keeps the
+                    # poller in this loop for many renewals.
+                    self._redis_ok()
+                    if not renewed:
+                        self.service.stats.increment("lease_lost_total", self.source.name)
+                        self._lease_observed(None)
                         return
             self._stop.wait(min(remaining, self.lease.ttl / 6, MAX_IDLE_STEP))
 
@@ -153,12 +173,15 @@ class SourcePoller:
                  "has the lease %s", name, self.provider.name, interval, self.lease.key)
         try:
             while not self._stop.is_set():
+                self.service.health.tick(name)
                 try:
                     self._step(interval)
                 except Exception:  # noqa: BLE001 - the thread must outlive any bug in one step
                     log.exception("source %s: poller step failed unexpectedly; continuing in 1 s", name)
                     self._stop.wait(MAX_IDLE_STEP)
         finally:
+            if not self._stop.is_set():
+                self.service.health.poller_exited(name)
             self.lease.release()
             log.info("source %s: poller stopped after %d failed polls in a row", name, self.failed_polls)
 
@@ -226,6 +249,7 @@ class SourcePoller:
         return 0.0
 
     def _fetch(self, request, deadline: float) -> list[ProviderMatch]:
+        self.service.health.tick(self.source.name)
         headers = self.adapter.auth_headers(self.provider.api_key)
         payload = self.client.get_json(self.source.name, request, headers, deadline)
         self.adapter.check_errors(payload)
@@ -312,6 +336,7 @@ class IngestService:
         self.stats = stats or IngestStats()
         self.stop_event = threading.Event()
         self.token = owner_token()
+        self.health = HealthMonitor(self.token, self.stop_event)
         self.stats_file = Path(stats_file) if stats_file else None
         self._invalid_reported: set[tuple[str, str]] = set()
 
@@ -336,6 +361,7 @@ class IngestService:
     def start(self) -> None:
         log.info("ingest started: %d sources, %d providers, replica %s, key prefix %s",
                  len(self.pollers), len(self.clients), self.token, self.settings.key_prefix)
+        self.health.mark_started()
         for poller in self.pollers:
             poller.thread.start()
         self._stats_thread.start()

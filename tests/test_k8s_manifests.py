@@ -4,8 +4,9 @@ Each overlay is rendered by a small emulation of kustomize (below) and every
 rendered object is validated against the Kubernetes JSON schemas that the
 kubernetes-validate package ships, in strict mode (unknown fields are
 errors). The remaining tests hold the manifests to the code: the command
-that the containers run, the port gunicorn binds, the probe paths, the
-environment variables, the resources and the drain timing.
+that the containers run, the port gunicorn binds, the probe paths and
+ports of the gateway and of ingest, the environment variables, the
+resources and the drain timing.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ import ast
 import copy
 import functools
 import re
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
+from wsgiref.util import setup_testing_defaults
 
 import kubernetes_validate
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
+from prometheus_client import CollectorRegistry
 
 from fanout.supervisor import STOP_TIMEOUT
 from ingest.config import parse_config
+from ingest.health import HealthMonitor
+from ingest.metrics import make_app
 from livegate.settings import SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,6 +460,51 @@ def test_probe_paths_are_app_routes():
         get = container[probe]["httpGet"]
         assert get["path"] in routes, f"{probe} path {get['path']} is not a route"
         assert get["port"] == "http", f"{probe} must use the named container port"
+
+
+def ingest_status(path: str) -> int:
+    """Return the HTTP status that the ingest process's server sends for ``GET path``."""
+    app = make_app(CollectorRegistry(), HealthMonitor("manifest-test", threading.Event()))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path}
+    setup_testing_defaults(environ)
+    statuses = []
+    b"".join(app(environ, lambda status, headers: statuses.append(status)))
+    return int(statuses[0].split()[0])
+
+
+def test_ingest_status_rejects_unknown_path():
+    # Guards the test below: an unserved path must not pass for a served one.
+    assert ingest_status("/no-such-probe") == 404
+    assert ingest_status("/healthz") == 200
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_ingest_probes_are_served(rendering):
+    _, container = ingest(resources(rendering))
+    args = container.get("command", []) + container["args"]
+    metrics_port = int(args[args.index("--metrics-port") + 1])
+    if "--metrics-address" in args:
+        address = args[args.index("--metrics-address") + 1]
+        assert address in ("0.0.0.0", "::"), "the kubelet probes the pod IP, so listen on every interface"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["metrics"] == metrics_port
+
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert ingest_status(get["path"]) != 404, f"{probe} path {get['path']} is not served by ingest"
+        assert get["port"] == "metrics", f"{probe} must use the named port of --metrics-port"
+
+
+def test_ingest_liveness_allows_slow_probe():
+    # The handler reads in-memory state, but it shares the GIL with the
+    # polling threads on a throttled CPU. One slow response must not
+    # restart the replica.
+    _, container = ingest(resources("base"))
+    probe = container["livenessProbe"]
+    assert probe["failureThreshold"] >= 3
+    assert probe["timeoutSeconds"] >= 2
 
 
 def test_liveness_outlasts_worker_timeout():
