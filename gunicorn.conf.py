@@ -60,8 +60,14 @@ def on_starting(server):
     # Imported here: livegate.auth loads PyJWT and cryptography, which only
     # this hook of the master needs.
     from livegate.auth import log_access_policy
+    from livegate.channel_config import ChannelConfig
 
-    log_access_policy(settings, logging.getLogger("livegate.gunicorn"))
+    logger = logging.getLogger("livegate.gunicorn")
+    # An invalid channels file stops the gateway here, before any worker forks.
+    channel_config = ChannelConfig.from_settings(settings)
+    if settings.channels_file:
+        logger.info("channels file %s: %s", settings.channels_file, channel_config.summary())
+    log_access_policy(settings, logger, channel_config.namespaces.protected_prefixes())
 
 
 def raise_open_file_limit():

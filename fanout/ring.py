@@ -150,6 +150,9 @@ class RecordKind(enum.IntEnum):
     # Internal filler of the data area's tail. Readers skip to the next multiple of the
     # capacity and never return it.
     PAD = 5
+    # An alias changed: the channel is the alias, the payload its new target
+    # in UTF-8 (empty once the alias is removed).
+    ALIAS = 6
 
 
 FRAME_SNAPSHOT = RecordKind.FRAME_SNAPSHOT
@@ -157,8 +160,9 @@ FRAME_DELTA = RecordKind.FRAME_DELTA
 RESYNC_CHANNEL = RecordKind.RESYNC_CHANNEL
 RESYNC_ALL = RecordKind.RESYNC_ALL
 PAD = RecordKind.PAD
+ALIAS = RecordKind.ALIAS
 
-_PUBLIC_KINDS = frozenset((FRAME_SNAPSHOT, FRAME_DELTA, RESYNC_CHANNEL, RESYNC_ALL))
+_PUBLIC_KINDS = frozenset((FRAME_SNAPSHOT, FRAME_DELTA, RESYNC_CHANNEL, RESYNC_ALL, ALIAS))
 
 
 class SubscriberState(enum.IntEnum):

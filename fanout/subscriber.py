@@ -37,7 +37,7 @@ from livegate.logs import configure_logging
 from livegate.redis_client import connect
 from livegate.settings import Settings
 from livegate.wire import (
-    KIND_SNAPSHOT, Envelope, InvalidEnvelopeError, Keys, Probe, decode_envelope, decode_message,
+    KIND_ALIAS, KIND_SNAPSHOT, Envelope, InvalidEnvelopeError, Keys, Probe, decode_envelope, decode_message,
     encode_probe,
 )
 
@@ -388,8 +388,15 @@ class Subscriber:
         self._last_envelope = envelope
         try:
             validate_channel(envelope.channel)
-            kind, payload = build_frame(envelope)
-        except (InvalidChannelError, FrameError) as error:
+            if envelope.kind == KIND_ALIAS:
+                kind, payload = ring_layout.ALIAS, envelope.body
+                if payload:
+                    validate_channel(payload.decode("utf-8"))
+                log.info("alias %s now points to %s (seq %s)", envelope.channel,
+                         payload.decode("utf-8") or "nothing", envelope.seq)
+            else:
+                kind, payload = build_frame(envelope)
+        except (InvalidChannelError, FrameError, UnicodeDecodeError) as error:
             self._reject("frame", "skipped seq=%s channel %r: %s",
                          envelope.seq, envelope.channel[:200], error)
             # The seq is taken, so it counts as written; clients of that

@@ -37,6 +37,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHANNEL_PREFIX = "sport-livescore"
 # The channel of the printed publish example, apart from the scoreboard's.
 DEMO_PUBLISH_CHANNEL = "demo/hello"
+# Namespaces, the score view and a rule, for trying channel mapping in the demo.
+EXAMPLE_CHANNELS_FILE = PROJECT_ROOT / "config" / "channels.example.toml"
 # Ticks a finished match stays on the board before it kicks off again.
 FINISHED_TICKS = 10
 
@@ -134,6 +136,13 @@ def serve(arguments: argparse.Namespace) -> int:
         if not environment.get("LIVEGATE_PUBLISH_TOKENS"):
             token = secrets.token_urlsafe(32)
             environment["LIVEGATE_PUBLISH_TOKENS"] = token
+        # The same for the admin token that switches aliases, and the example
+        # channels file with its score view, unless the caller set their own.
+        admin_token = None
+        if not environment.get("LIVEGATE_ADMIN_TOKENS"):
+            admin_token = secrets.token_urlsafe(32)
+            environment["LIVEGATE_ADMIN_TOKENS"] = admin_token
+        environment.setdefault("LIVEGATE_CHANNELS_FILE", str(EXAMPLE_CHANNELS_FILE))
         # Several gateways on consecutive ports share the Redis, like pods
         # behind a load balancer: any of them serves any client and id.
         urls = []
@@ -156,6 +165,7 @@ def serve(arguments: argparse.Namespace) -> int:
                   f"  curl -N '{gateway_url}/v1/stream?channel={CHANNEL_PREFIX}/*'", flush=True)
         print(f"  Redis: {environment['REDIS_URL']}\n", flush=True)
         print(publish_example(url, token), flush=True)
+        print(alias_example(url, admin_token), flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         if arguments.replay:
             run_replay(arguments, environment, children)
@@ -189,6 +199,20 @@ def publish_example(url: str, token: str | None) -> str:
         + f"  curl -X POST -H 'Authorization: Bearer {token_text}' \\\n"
         + "    -H 'Content-Type: application/json' -d '{\"message\": \"hello\"}' \\\n"
         + f"    {url}/v1/publish/{DEMO_PUBLISH_CHANNEL}\n"
+    )
+
+
+def alias_example(url: str, token: str | None) -> str:
+    """Return ready curl commands that switch the featured alias and read a view."""
+    token_text = token or "ADMIN_TOKEN"
+    return (
+        ("Admin token of this run (switches aliases):\n  " + token + "\n" if token
+         else "Switch aliases with a token from LIVEGATE_ADMIN_TOKENS in place of ADMIN_TOKEN:\n")
+        + f"  curl -X PUT -H 'Authorization: Bearer {token_text}' \\\n"
+        + "    -d '{\"target\": \"" + CHANNEL_PREFIX + "/MATCH_ID\"}' \\\n"
+        + f"    {url}/v1/aliases/{CHANNEL_PREFIX}/featured\n"
+        + f"  curl -N '{url}/v1/stream?channel={CHANNEL_PREFIX}/featured'\n"
+        + f"  curl -N '{url}/v1/stream?channel={CHANNEL_PREFIX}/*&view=score'\n"
     )
 
 

@@ -6,6 +6,8 @@
 -- KEYS[1] P:epoch          KEYS[4] P:state:{channel}
 -- KEYS[2] P:seq            KEYS[5] P:log:{channel}
 -- KEYS[3] P:channels       KEYS[6] P:log
+-- KEYS[7] P:aliases (optional: producers that leave it out are not
+--         stopped from publishing to an alias name)
 --
 -- ARGV[1] channel name (already validated by the caller)
 -- ARGV[2] base version: the version the change was computed against
@@ -18,8 +20,13 @@
 -- ARGV[8] updates to keep in P:log
 -- ARGV[9] Pub/Sub channel (P:bus)
 --
--- Returns {1, version, seq, epoch} on success, or {0, current_version, 0,
--- epoch} when the base version is stale: the caller recomputes and retries.
+-- Returns {1, version, seq, epoch} on success, {0, current_version, 0,
+-- epoch} when the base version is stale (the caller recomputes and
+-- retries), or {-1, 0, 0, ''} when the channel name is an alias.
+
+if KEYS[7] and redis.call('HEXISTS', KEYS[7], ARGV[1]) == 1 then
+  return {-1, 0, 0, ''}
+end
 
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then

@@ -23,7 +23,9 @@ import orjson
 import redis
 
 from ingest.diff import diff
+from livegate.channel_config import ChannelConfig
 from livegate.channels import validate_channel
+from livegate.namespaces import MODE_SNAPSHOT
 from livegate.ids import format_event_id
 from livegate.redis_client import client_for_channel, connect
 from livegate.settings import Settings
@@ -100,11 +102,24 @@ class VersionConflictError(PublishError):
         )
 
 
+class ChannelIsAliasError(PublishError):
+    """The channel name is an alias; documents go to the channel it points to."""
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        super().__init__(
+            f"{channel!r} is an alias of another channel; publish to its target "
+            "(GET /v1/aliases/<alias> names it)"
+        )
+
+
 class PublishResult(NamedTuple):
     channel: str
     version: int
     id: str | None
     changed: bool
+    # The results of the routing rules' republishes of this change.
+    routed: tuple["PublishResult", ...] = ()
 
 
 def canonical_json(document: Any) -> bytes:
@@ -140,11 +155,15 @@ class Publisher:
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
         cpu_runner: Callable[..., Any] | None = None,
         max_depth: int | None = None,
+        channel_config: ChannelConfig | None = None,
     ):
         """``cpu_runner(function, *args)``, when given, runs patch computations
         for documents above CPU_OFFLOAD_BYTES, e.g. off an event loop.
-        ``max_depth``, when given, rejects deeper documents (see check_depth)."""
+        ``max_depth``, when given, rejects deeper documents (see check_depth).
+        ``channel_config``, when given, sets each channel's log length and
+        mode from its namespace and republishes by its routing rules."""
         self._client = client
+        self._config = channel_config
         self._cpu_runner = cpu_runner
         self._max_depth = max_depth
         self._keys = Keys(key_prefix)
@@ -169,6 +188,7 @@ class Publisher:
             global_log_length=settings.global_log_length,
             cpu_runner=cpu_runner,
             max_depth=settings.max_document_depth,
+            channel_config=ChannelConfig.from_settings(settings),
         )
 
     def current(self, channel: str) -> tuple[int, Any]:
@@ -188,6 +208,10 @@ class Publisher:
         validate_channel(channel)
         if self._max_depth is not None:
             check_depth(document, self._max_depth)
+        result = self._publish_document(channel, document)
+        return self._route(result, document)
+
+    def _publish_document(self, channel: str, document: Any) -> PublishResult:
         new_json = canonical_json(document)
         for _ in self._attempts():
             version, old = self.current(channel)
@@ -238,10 +262,28 @@ class Publisher:
                 patch = self._make_patch(old, new, len(new_json))
                 result = self._write_change(channel, version, patch, new_json)
             if result is not None:
-                return result
+                return self._route(result, new)
             if base_version is not None:
                 raise VersionConflictError(channel, base_version, self.current(channel)[0])
         raise VersionConflictError(channel, version, self.current(channel)[0])
+
+    def _route(self, result: PublishResult, document: Any) -> PublishResult:
+        """Republish a changed document to the targets of the routing rules.
+
+        The source's publish has happened whatever a target's does; a target
+        that fails is logged and left out of ``routed``, and the next change
+        of the source brings it up to date again.
+        """
+        if not result.changed or self._config is None or not self._config.rules:
+            return result
+        routed = []
+        for rule, target in self._config.rules.route(result.channel):
+            try:
+                routed.append(self._publish_document(target, document))
+            except (PublishError, redis.RedisError) as error:
+                log.error("rule %s: republish of %s version %s to %s failed: %s",
+                          rule, result.channel, result.version, target, error)
+        return result._replace(routed=tuple(routed))
 
     def _attempts(self) -> Iterator[int]:
         """Yield attempt numbers, sleeping with jittered backoff between them.
@@ -273,6 +315,10 @@ class Publisher:
         # A patch larger than the document it produces costs every client more
         # than the document itself, so such a change travels as a snapshot.
         kind = KIND_SNAPSHOT if len(patch_json) >= len(new_json) else KIND_DELTA
+        if self._config is not None and \
+                self._config.namespaces.lookup(channel).mode == MODE_SNAPSHOT:
+            kind = KIND_SNAPSHOT
+            patch_json = b""
         return self._write(channel, base_version, kind, patch_json, new_json)
 
     def _write(
@@ -280,17 +326,24 @@ class Publisher:
     ) -> PublishResult | None:
         """Run the publish script; return None when the base version was stale."""
         keys = self._keys
+        log_length = self._channel_log_length
+        if self._config is not None:
+            namespace = self._config.namespaces.lookup(channel)
+            if not namespace.is_default:
+                log_length = namespace.log_length
         status, version, seq, epoch = self._script(
             keys=[
                 keys.epoch, keys.seq, keys.channels, keys.state(channel),
-                keys.channel_log(channel), keys.global_log,
+                keys.channel_log(channel), keys.global_log, keys.aliases,
             ],
             args=[
                 channel, base_version, kind, patch_json, new_json, new_epoch(),
-                self._channel_log_length, self._global_log_length, keys.bus,
+                log_length, self._global_log_length, keys.bus,
             ],
             client=client_for_channel(self._client, channel),
         )
+        if status == -1:
+            raise ChannelIsAliasError(channel)
         if status == 0:
             log.debug(
                 "publish to %s lost a race at version %s (now %s); retrying",

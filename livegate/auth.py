@@ -162,7 +162,12 @@ class PublishGrant:
 class PublishAuth:
     """The configured publish tokens. Only SHA-256 digests are kept in memory."""
 
-    def __init__(self, tokens: Iterable[tuple[str, tuple[str, ...]]]):
+    def __init__(self, tokens: Iterable[tuple[str, tuple[str, ...]]],
+                 action: str = "publishing", kind: str = "publish"):
+        """``action`` and ``kind`` name what the tokens are for in messages:
+        "changing aliases" and "admin" for the admin tokens."""
+        self._action = action
+        self._kind = kind
         self._entries = [
             (
                 hashlib.sha256(token.encode("utf-8")).digest(),
@@ -181,7 +186,7 @@ class PublishAuth:
         """
         if not token:
             raise AuthenticationError(
-                "publishing needs an Authorization: Bearer <token> header",
+                f"{self._action} needs an Authorization: Bearer <token> header",
                 token_presented=False,
             )
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
@@ -190,7 +195,8 @@ class PublishAuth:
             if hmac.compare_digest(digest, configured) and found is None:
                 found = grant
         if found is None:
-            raise AuthenticationError("the publish token is not valid", token_presented=True)
+            raise AuthenticationError(f"the {self._kind} token is not valid",
+                                      token_presented=True)
         return found
 
     @staticmethod
@@ -347,15 +353,21 @@ class SubscribeAuth:
         self.verifier = verifier
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SubscribeAuth | None":
+    def from_settings(
+        cls, settings: Settings, namespace_prefixes: tuple[str, ...] = ()
+    ) -> "SubscribeAuth | None":
         """Build the policy, or return None when no channel is protected.
 
-        Raises SettingError for a missing or unusable key.
+        ``namespace_prefixes`` are the prefixes of the namespaces that set
+        ``auth = true``; they are protected as well. Raises SettingError for
+        a missing or unusable key.
         """
-        if not settings.subscribe_auth_prefixes:
+        prefixes = tuple(settings.subscribe_auth_prefixes)
+        if ALL_CHANNELS not in prefixes:
+            prefixes += tuple(p for p in namespace_prefixes if p not in prefixes)
+        if not prefixes:
             return None
-        return cls(ChannelPrefixes(settings.subscribe_auth_prefixes),
-                   JwtVerifier.from_settings(settings))
+        return cls(ChannelPrefixes(prefixes), JwtVerifier.from_settings(settings))
 
     def authorize(
         self, subscriptions: tuple[Pattern, ...], token: str | None
@@ -415,7 +427,8 @@ def _parse_grants(value: object) -> tuple[Pattern, ...]:
     return tuple(grants)
 
 
-def log_access_policy(settings: Settings, logger: logging.Logger) -> None:
+def log_access_policy(settings: Settings, logger: logging.Logger,
+                      namespace_prefixes: tuple[str, ...] = ()) -> None:
     """Log, once at start, who may publish and which channels need a subscriber token.
 
     Raises SettingError when the subscriber token settings are unusable, so
@@ -429,7 +442,7 @@ def log_access_policy(settings: Settings, logger: logging.Logger) -> None:
         logger.warning("LIVEGATE_PUBLISH_TOKENS is empty: anyone who can reach this gateway "
                        "can publish to every channel; set it unless a proxy in front "
                        "blocks POST /v1/publish")
-    subscribe_auth = SubscribeAuth.from_settings(settings)
+    subscribe_auth = SubscribeAuth.from_settings(settings, namespace_prefixes)
     if subscribe_auth is None:
         logger.info("every channel is open to subscribers")
     else:

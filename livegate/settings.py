@@ -398,6 +398,21 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "admin_tokens", "LIVEGATE_ADMIN_TOKENS", (), _publish_tokens, "tokens",
+        "Bearer tokens accepted by the admin endpoints (/v1/aliases),\n"
+        "separated by commas, in the form of LIVEGATE_PUBLISH_TOKENS:\n"
+        "TOKEN@sport/featured limits a token to aliases under that prefix.\n"
+        "Empty: the admin endpoints answer 403 to every request.",
+        secret=True,
+    ),
+    Setting(
+        "channels_file", "LIVEGATE_CHANNELS_FILE", "", _text, "path",
+        "TOML file with namespaces, views and routing rules of channels\n"
+        "(docs/channels.md). Read once at start by the gateway and the\n"
+        "ingest process, which must be given the same file. Empty: no\n"
+        "namespaces, views or rules.",
+    ),
+    Setting(
         "subscribe_auth_prefixes", "LIVEGATE_SUBSCRIBE_AUTH_PREFIXES", (), _channel_prefixes,
         "prefixes",
         "Channel prefixes whose streams need a subscriber JWT, separated by\n"

@@ -8,6 +8,7 @@ Keys (``P`` is the key prefix, ``lg`` by default):
 - ``P:state:{channel}``  hash with ``version``, ``seq``, ``ts`` and ``doc``
 - ``P:log:{channel}``    sorted set of recent envelopes of one channel, score = seq
 - ``P:log``              sorted set of recent envelopes of all channels, score = seq
+- ``P:aliases``          hash, alias name -> JSON {"target", "seq", "ts"}
 - ``P:bus``              the Pub/Sub channel every envelope is published on
 
 An envelope is a msgpack map with string keys; ``data`` and ``patch`` hold
@@ -25,6 +26,9 @@ import msgpack
 ENVELOPE_FORMAT = 1
 KIND_SNAPSHOT = "snapshot"
 KIND_DELTA = "delta"
+# An alias set, changed or removed: ``channel`` is the alias, ``target``
+# the channel it now points to ("" once removed), ``version`` 0.
+KIND_ALIAS = "alias"
 # A subscriber's own message, sent through Redis to prove that its
 # subscription still delivers; never written to the ring.
 KIND_PROBE = "probe"
@@ -61,6 +65,10 @@ class Keys:
         return f"{self.prefix}:log"
 
     @property
+    def aliases(self) -> str:
+        return f"{self.prefix}:aliases"
+
+    @property
     def bus(self) -> str:
         return f"{self.prefix}:bus"
 
@@ -80,7 +88,8 @@ class Envelope:
     prev_seq: int
     publish_ts_ms: int
     kind: str
-    # JSON text: the whole document for a snapshot, the patch for a delta.
+    # JSON text: the whole document for a snapshot, the patch for a delta;
+    # for an alias, the UTF-8 name of its target.
     body: bytes
 
 
@@ -160,17 +169,26 @@ def _envelope_from_map(message: dict) -> Envelope:
             f"unknown envelope format {envelope_format!r}, expected {ENVELOPE_FORMAT}"
         )
     kind = message.get("kind")
+    minimum_version = 1
     if kind == KIND_SNAPSHOT:
         body = _require_json_text(message, "data")
     elif kind == KIND_DELTA:
         body = _require_json_text(message, "patch")
+    elif kind == KIND_ALIAS:
+        target = message.get("target")
+        if not isinstance(target, str):
+            raise InvalidEnvelopeError(f"field 'target' must be a string, got {target!r}")
+        body = target.encode("utf-8", "surrogatepass")
+        minimum_version = 0
     else:
-        raise InvalidEnvelopeError(f"field 'kind' must be 'snapshot' or 'delta', got {kind!r}")
+        raise InvalidEnvelopeError(
+            f"field 'kind' must be 'snapshot', 'delta' or 'alias', got {kind!r}"
+        )
     return Envelope(
         epoch=_require_str(message, "epoch"),
         seq=_require_int(message, "seq", 1),
         channel=_require_str(message, "channel"),
-        version=_require_int(message, "version", 1),
+        version=_require_int(message, "version", minimum_version),
         prev_seq=_require_int(message, "prev_seq", 0),
         publish_ts_ms=_require_int(message, "ts", 0),
         kind=kind,
@@ -181,6 +199,9 @@ def _envelope_from_map(message: dict) -> Envelope:
 def encode_envelope(envelope: Envelope) -> bytes:
     """Encode an envelope the way the publish script does (used by tests and tools)."""
     field = "data" if envelope.kind == KIND_SNAPSHOT else "patch"
+    body: bytes | str = envelope.body
+    if envelope.kind == KIND_ALIAS:
+        field, body = "target", envelope.body.decode("utf-8", "surrogatepass")
     return msgpack.packb(
         {
             "v": ENVELOPE_FORMAT,
@@ -191,6 +212,6 @@ def encode_envelope(envelope: Envelope) -> bytes:
             "prev_seq": envelope.prev_seq,
             "ts": envelope.publish_ts_ms,
             "kind": envelope.kind,
-            field: envelope.body,
+            field: body,
         }
     )

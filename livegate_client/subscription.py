@@ -226,7 +226,10 @@ class Subscription:
         if version <= current.version:
             log.debug("%s: skipped delta version %d, already at version %d", channel, version, current.version)
             return None
-        if version != current.version + 1:
+        # A view's delta applies to every version from base_version on; any
+        # other delta only to the version before it.
+        base = message.get("base_version", version - 1)
+        if not isinstance(base, int) or current.version < base:
             raise _Resynchronise(f"{channel}: delta version {version} after version {current.version}")
 
         patch = message.get("patch")

@@ -673,7 +673,10 @@ export class Subscription {
       this.stats.duplicates += 1;
       return;
     }
-    if (version !== entry.version + 1) {
+    // A view's delta applies to every version from base_version on; any
+    // other delta only to the version before it.
+    const base = message.base_version ?? version - 1;
+    if (!Number.isInteger(base) || entry.version < base) {
       this._resynchronise(`${channel}: delta version ${version} after version ${entry.version}`);
       return;
     }

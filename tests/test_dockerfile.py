@@ -201,6 +201,7 @@ def test_dockerignore_excludes(path):
 
 def test_dockerignore_admits_application():
     paths = ["app.py", "gunicorn.conf.py", "requirements.txt", "ingest/publish.lua",
+             "livegate/alias.lua",
              "static/index.html"]
     paths += [f"{package}/__init__.py" for package in top_level_packages()]
     for path in paths:

@@ -38,6 +38,8 @@ EXPECTED_DEFAULTS = {
     "max_streams_per_address": 0,
     "publish_tokens": (),
     "subscribe_auth_prefixes": (),
+    "admin_tokens": (),
+    "channels_file": "",
     "subscribe_jwt_algorithm": "HS256",
     "subscribe_jwt_secret": "",
     "subscribe_jwt_public_key": "",

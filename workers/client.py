@@ -20,6 +20,7 @@ from livegate.channels import Pattern
 
 if TYPE_CHECKING:
     from livegate.auth import ChannelAccess
+    from livegate.views import View
 
 _stream_ids = itertools.count(1)
 
@@ -39,6 +40,7 @@ class StreamClient:
         "last_seq", "epoch", "pending", "queue", "queued_bytes", "sync_bytes",
         "wakeup", "closed", "closed_at", "close_reason", "final_frame",
         "last_sent", "sync_generation", "since", "greenlet", "allowed", "expires_at",
+        "view", "heartbeat_interval", "namespaces", "synced_seq",
     )
 
     def __init__(
@@ -49,8 +51,16 @@ class StreamClient:
         remote: str = "",
         allowed: ChannelAccess | None = None,
         expires_at: float | None = None,
+        view: View | None = None,
+        heartbeat_interval: float = 20.0,
     ):
         self.id = next(_stream_ids)
+        # The view whose projections this stream receives, or None for whole documents.
+        self.view = view
+        # Idle seconds before a heartbeat: the shortest of its namespaces'.
+        self.heartbeat_interval = heartbeat_interval
+        # Prefixes of the subscriber-limited namespaces this stream counts against.
+        self.namespaces: tuple[str, ...] = ()
         self.subscriptions = subscriptions
         self.remote = remote
         # The channels this stream may receive, for a stream whose
@@ -67,6 +77,9 @@ class StreamClient:
         # skipped, which also drops the second copy of a frame for a stream
         # that matches a channel through two subscriptions.
         self.last_seq = 0
+        # The seq the last sync read Redis at: its frames already hold every
+        # change up to it, under every name, so nothing at or below it is offered.
+        self.synced_seq = 0
         self.epoch: str | None = None
         # While a sync reads Redis, frames wait here as (seq, frame) and are
         # filtered against the seq the sync read.
@@ -86,9 +99,17 @@ class StreamClient:
         self.sync_generation = 1
         self.greenlet = None
 
-    def offer(self, seq: int, frame: bytes) -> None:
-        """Accept a frame from the ring reader. Never yields."""
-        if seq <= self.last_seq or self.closed:
+    def offer(self, seq: int, frame: bytes, same_seq: bool = False) -> None:
+        """Accept a frame from the ring reader. Never yields.
+
+        ``same_seq`` lets a frame with the seq offered last through: the same
+        change under an alias name, beside the target's own frame.
+        """
+        if (
+            seq < self.last_seq
+            or (seq == self.last_seq and (not same_seq or seq <= self.synced_seq))
+            or self.closed
+        ):
             return
         self.last_seq = seq
         if self.pending is not None:
@@ -122,6 +143,7 @@ class StreamClient:
         self.sync_bytes = 0
         self.pending = []
         self.last_seq = 0
+        self.synced_seq = 0
         self.sync_generation += 1
         self.wakeup.set()
 
@@ -136,6 +158,7 @@ class StreamClient:
         for frame in frames:
             self.enqueue(frame)
         self.last_seq = seq
+        self.synced_seq = seq
         for frame_seq, frame in pending:
             if frame_seq > seq:
                 self.enqueue(frame)

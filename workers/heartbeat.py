@@ -2,7 +2,8 @@
 
 One greenlet per worker checks every stream a few times per interval, so a
 quiet stream sees a comment between one and 1.25 intervals after its last
-write. Comments carry no ``id:``, so a browser's resume point stays on a
+write. Each stream's interval is the shortest of its channels' namespaces;
+the loop checks at a quarter of the shortest interval any namespace has. Comments carry no ``id:``, so a browser's resume point stays on a
 real event. The same pass ends streams whose subscriber token expired, at
 most one check interval (1 s or less) late, and streams that were closed
 as slow consumers but are stuck in a socket write.
@@ -45,7 +46,7 @@ class HeartbeatLoop:
             elif (
                 stream.pending is None
                 and not stream.queue
-                and now - stream.last_sent >= self.interval
+                and now - stream.last_sent >= stream.heartbeat_interval
             ):
                 stream.enqueue(HEARTBEAT)
                 stream.last_sent = now

@@ -22,12 +22,17 @@ import redis
 
 from fanout import ring as ring_layout
 from fanout.notify import bind_wakeup_socket
+from livegate.aliases import AliasStore
 from livegate.auth import ChannelAccess
-from livegate.frames import encode_frame, retry_frame
+from livegate.channel_config import ChannelConfig
+from livegate.frames import FrameError, encode_frame, retry_frame
 from livegate.ids import parse_event_id
+from livegate.namespaces import MODE_SNAPSHOT, Namespace
 from livegate.redis_client import connect, request_primary_check
 from livegate.settings import Settings
+from livegate.views import View
 from livegate.wire import Keys
+from workers.aliases import AliasTable, rename_frame
 from workers.client import (
     CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED,
     CLOSE_TOKEN_EXPIRED, StreamClient,
@@ -36,6 +41,7 @@ from workers.heartbeat import HeartbeatLoop
 from workers.matcher import SubscriptionIndex
 from workers.replay import RingIndex, replay_from_ring
 from workers.sync import Synchronizer
+from workers.views import ViewCache, ViewGapError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ READER_POLL_INTERVAL = 0.02
 MAX_RECORDS_PER_READ = 2000
 REDIS_POOL_SIZE = 64
 REDIS_POOL_TIMEOUT = 10.0
+# Delay between attempts to load the aliases from Redis at start.
+ALIAS_LOAD_RETRY = 1.0
 # The event that ends a stream whose subscriber token expired. It carries
 # no id, so the client's resume point stays on its last real event.
 TOKEN_EXPIRED_FRAME = encode_frame(
@@ -58,10 +66,20 @@ TOKEN_EXPIRED_FRAME = encode_frame(
 class Hub:
     """Ring reader, subscription index and open streams of one worker."""
 
-    def __init__(self, settings: Settings, ring: ring_layout.Ring, slot: int | None):
+    def __init__(self, settings: Settings, ring: ring_layout.Ring, slot: int | None,
+                 channel_config: ChannelConfig | None = None):
         self.settings = settings
         self.ring = ring
         self.slot = slot
+        self.channel_config = channel_config or ChannelConfig.from_settings(settings)
+        self.namespaces = self.channel_config.namespaces
+        # Streams per namespace prefix, for the namespaces with a subscriber limit.
+        self.namespace_streams: dict[str, int] = {}
+        self.aliases = AliasTable()
+        # Streams with a view, by view name; every frame they match is
+        # checked against the stream's ``allowed`` when it has one.
+        self.view_indexes: dict[str, SubscriptionIndex] = {}
+        self.view_cache = ViewCache(self.channel_config.views)
         # Streams whose ``allowed`` is None: every frame they match is theirs.
         self.index = SubscriptionIndex()
         # Streams that reach into protected channels: each frame is checked
@@ -84,10 +102,11 @@ class Hub:
             "streams_opened": 0, "streams_closed": 0, "slow_consumer_drops": 0,
             "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
             "resumes_from_ring": 0, "resumes_from_redis": 0, "frames_sent": 0, "bytes_sent": 0,
-            "frames_offered": 0, "tokens_expired": 0,
+            "frames_offered": 0, "tokens_expired": 0, "alias_switches": 0,
+            "view_frames": 0, "view_resyncs": 0,
         }
         self._greenlets: list[gevent.Greenlet] = []
-        self._heartbeat = HeartbeatLoop(self, settings.heartbeat_interval)
+        self._heartbeat = HeartbeatLoop(self, self.namespaces.smallest_interval())
 
     # -- lifecycle ------------------------------------------------------
 
@@ -97,6 +116,7 @@ class Hub:
         self._greenlets = [
             gevent.spawn(self._read_loop),
             gevent.spawn(self._heartbeat.run),
+            gevent.spawn(self._load_aliases),
         ]
         metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if metrics_dir:
@@ -127,6 +147,28 @@ class Hub:
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
 
+    def _load_aliases(self) -> None:
+        """Read every alias from Redis once; retried until Redis answers."""
+        store = AliasStore(self.redis, Keys(self.settings.key_prefix),
+                           self.settings.global_log_length)
+        attempt = 0
+        while not self.stopping:
+            attempt += 1
+            try:
+                aliases = store.all()
+            except redis.RedisError as error:
+                if attempt == 1 or attempt % 30 == 0:
+                    log.warning("worker pid=%s cannot load the aliases from redis (attempt %d): "
+                                "%s; resuming streams read redis until it can", os.getpid(),
+                                attempt, error)
+                gevent.sleep(ALIAS_LOAD_RETRY)
+                continue
+            for alias in aliases:
+                self.aliases.apply(alias.name, alias.target, alias.seq)
+            self.aliases.loaded = True
+            log.info("worker pid=%s loaded %d aliases", os.getpid(), len(aliases))
+            return
+
     @property
     def heartbeats_sent(self) -> int:
         return self._heartbeat.sent
@@ -145,14 +187,24 @@ class Hub:
         remote: str,
         allowed: ChannelAccess | None = None,
         expires_at: float | None = None,
+        view: View | None = None,
+        limited: tuple[Namespace, ...] = (),
     ) -> StreamClient:
-        """Register a new stream. ``expires_at`` is the Unix time its token expires."""
+        """Register a new stream. ``expires_at`` is the Unix time its token expires.
+
+        ``limited`` are the namespaces with a subscriber limit that the
+        stream reaches (see ``full_namespace``); the stream counts against each.
+        """
         deadline = None
         if expires_at is not None:
             deadline = time.monotonic() + (expires_at - time.time())
         stream = StreamClient(subscriptions, self.settings.client_queue_bytes, since, remote,
-                              allowed=allowed, expires_at=deadline)
-        index = self.index if allowed is None else self.guarded_index
+                              allowed=allowed, expires_at=deadline, view=view,
+                              heartbeat_interval=self.namespaces.heartbeat_interval(subscriptions))
+        stream.namespaces = tuple(namespace.prefix for namespace in limited)
+        for prefix in stream.namespaces:
+            self.namespace_streams[prefix] = self.namespace_streams.get(prefix, 0) + 1
+        index = self._index_of(stream)
         for subscription in subscriptions:
             index.add(subscription, stream)
         self.streams.add(stream)
@@ -162,6 +214,21 @@ class Hub:
                   ",".join(s.text for s in subscriptions))
         return stream
 
+    def _index_of(self, stream: StreamClient) -> SubscriptionIndex:
+        if stream.view is not None:
+            index = self.view_indexes.get(stream.view.name)
+            if index is None:
+                index = self.view_indexes[stream.view.name] = SubscriptionIndex()
+            return index
+        return self.index if stream.allowed is None else self.guarded_index
+
+    def full_namespace(self, limited: tuple[Namespace, ...]) -> Namespace | None:
+        """Return a namespace among ``limited`` that holds its maximum of streams, if any."""
+        for namespace in limited:
+            if self.namespace_streams.get(namespace.prefix, 0) >= namespace.max_subscribers:
+                return namespace
+        return None
+
     def expire_stream(self, stream: StreamClient) -> None:
         """End a stream whose token expired: a ``token-expired`` event, then ``retry:``."""
         stream.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED_FRAME + self.retry_frame())
@@ -170,24 +237,30 @@ class Hub:
 
     def subscription_counts(self) -> tuple[int, int]:
         """Return the number of (exact, pattern) subscriptions of all open streams."""
-        exact, patterns = self.index.counts()
-        guarded_exact, guarded_patterns = self.guarded_index.counts()
-        return exact + guarded_exact, patterns + guarded_patterns
+        exact = patterns = 0
+        for index in (self.index, self.guarded_index, *self.view_indexes.values()):
+            index_exact, index_patterns = index.counts()
+            exact += index_exact
+            patterns += index_patterns
+        return exact, patterns
 
     def channels_by_subscribers(self) -> list[tuple[str, int]]:
         """Return (channel, exact subscribers) pairs of all open streams, most subscribed first."""
         totals = dict(self.index.channels_by_subscribers())
-        for channel, count in self.guarded_index.channels_by_subscribers():
-            totals[channel] = totals.get(channel, 0) + count
+        for index in (self.guarded_index, *self.view_indexes.values()):
+            for channel, count in index.channels_by_subscribers():
+                totals[channel] = totals.get(channel, 0) + count
         return sorted(totals.items(), key=lambda item: -item[1])
 
     def close_stream(self, stream: StreamClient) -> None:
         if stream not in self.streams:
             return
         self.streams.discard(stream)
-        index = self.index if stream.allowed is None else self.guarded_index
+        index = self._index_of(stream)
         for subscription in stream.subscriptions:
             index.remove(subscription, stream)
+        for prefix in stream.namespaces:
+            self.namespace_streams[prefix] = self.namespace_streams.get(prefix, 1) - 1
         remaining = self.streams_by_address.get(stream.remote, 1) - 1
         if remaining > 0:
             self.streams_by_address[stream.remote] = remaining
@@ -245,12 +318,17 @@ class Hub:
         if since and self._resume_from_ring(stream, since):
             return generation
         try:
-            result = self.synchronizer.sync(stream.subscriptions, since, stream.allowed)
+            result = self.synchronizer.sync(stream.subscriptions, since, stream.allowed,
+                                            stream.view)
         except redis.RedisError as error:
             log.error("stream %s: sync from redis failed: %s; closing it so the client "
                       "reconnects", stream.id, error)
             stream.close(CLOSE_SYNC_FAILED, self.retry_frame())
             return generation
+        for name, alias in result.aliases.items():
+            self.aliases.apply(name, alias.target, alias.seq)
+        for channel, (version, document) in result.documents.items():
+            self.view_cache.remember(channel, version, document)
         if stream.sync_generation != generation:
             # A resync request arrived while reading; the next loop reads again.
             return generation
@@ -266,7 +344,10 @@ class Hub:
     def _resume_from_ring(self, stream: StreamClient, since: str) -> bool:
         """Serve a resuming stream from the ring; return False when Redis must."""
         token = parse_event_id(since)
-        if token is None:
+        if token is None or stream.view is not None or not self.aliases.loaded:
+            return False
+        if any(s.is_exact and self.aliases.known(s.text) for s in stream.subscriptions):
+            # Ring frames carry the target's name; Redis knows when the alias changed.
             return False
         replay = replay_from_ring(
             self.ring, self.ring_index, self.reader.position, stream.subscriptions, token,
@@ -333,25 +414,128 @@ class Hub:
         kind = record.kind
         if kind == ring_layout.FRAME_DELTA or kind == ring_layout.FRAME_SNAPSHOT:
             seq = record.seq
+            channel = record.channel
             frame = record.payload
-            for streams in self.index.recipients(record.channel):
+            for streams in self.index.recipients(channel):
                 for stream in streams:
                     stream.offer(seq, frame)
-            for streams in self.guarded_index.recipients(record.channel):
+            for streams in self.guarded_index.recipients(channel):
                 for stream in streams:
-                    if stream.allowed.permits(record.channel):
+                    if stream.allowed.permits(channel):
                         stream.offer(seq, frame)
+            aliases = self.aliases.aliases_of(channel)
+            if aliases:
+                self._dispatch_aliases(record, aliases)
+            if self.view_indexes:
+                self._dispatch_views(record, aliases)
             self.ring_index.note_frame(seq, record.pos)
             self.stats["frames_offered"] += 1
         elif kind == ring_layout.RESYNC_CHANNEL:
-            for index in (self.index, self.guarded_index):
-                for streams in index.recipients(record.channel):
-                    for stream in streams:
-                        stream.request_resync()
+            names = [record.channel, *(self.aliases.aliases_of(record.channel) or ())]
+            for index in (self.index, self.guarded_index, *self.view_indexes.values()):
+                for name in names:
+                    for streams in index.recipients(name):
+                        for stream in streams:
+                            stream.request_resync()
+            self.view_cache.forget(record.channel)
             self.ring_index.reset()
             self.stats["resyncs"] += 1
         elif kind == ring_layout.RESYNC_ALL:
             self._resync_all()
+        elif kind == ring_layout.ALIAS:
+            self._switch_alias(record)
+
+    def _alias_recipients(self, alias: str):
+        """Yield the streams subscribed to ``alias`` by name, with the index they are in."""
+        for index in (self.index, self.guarded_index, *self.view_indexes.values()):
+            streams = index.exact_recipients(alias)
+            if streams:
+                yield index, streams
+
+    def _dispatch_aliases(self, record, aliases: set[str]) -> None:
+        """Offer a frame to the subscribers of each alias of its channel, renamed once per alias."""
+        for alias in aliases:
+            renamed = None
+            for index, streams in self._alias_recipients(alias):
+                if index is not self.index and index is not self.guarded_index:
+                    continue  # view streams get view frames
+                if renamed is None:
+                    try:
+                        renamed = rename_frame(record.payload, record.channel, alias)
+                    except FrameError as error:
+                        log.error("alias %s: %s", alias, error)
+                        return
+                for stream in streams:
+                    if stream.allowed is None or stream.allowed.permits(alias):
+                        # The same seq may already have gone out under the
+                        # target's own name on the same stream.
+                        stream.offer(record.seq, renamed, same_seq=True)
+
+    def _dispatch_views(self, record, aliases: set[str] | None) -> None:
+        """Build each view's frame of a change once and offer it to that view's streams."""
+        channel = record.channel
+        names = [channel, *(aliases or ())]
+        wanted: list[tuple[str, list]] = []
+        for view_name, index in self.view_indexes.items():
+            groups = []
+            for name in names:
+                groups.extend(index.recipients(name) if name == channel
+                              else [index.exact_recipients(name) or ()])
+            if any(groups):
+                wanted.append((view_name, groups))
+        if not wanted:
+            self.view_cache.forget(channel)
+            return
+        try:
+            change = self.view_cache.advance(channel, record.version, record.payload)
+        except ViewGapError as error:
+            log.info("worker pid=%s: %s; resynchronising its view streams", os.getpid(), error)
+            self.stats["view_resyncs"] += 1
+            for _, groups in wanted:
+                for streams in groups:
+                    for stream in streams:
+                        stream.request_resync()
+            return
+        if change is None:
+            return
+        snapshot_only = self.namespaces.lookup(channel).mode == MODE_SNAPSHOT
+        for view_name, _ in wanted:
+            frame = self.view_cache.frame(self.channel_config.views[view_name], change,
+                                          snapshot_only)
+            if frame is None:
+                continue
+            self.stats["view_frames"] += 1
+            index = self.view_indexes[view_name]
+            for name in names:
+                if name == channel:
+                    groups, named = index.recipients(channel), frame
+                else:
+                    streams = index.exact_recipients(name)
+                    if not streams:
+                        continue
+                    groups, named = [streams], rename_frame(frame, channel, name)
+                for streams in groups:
+                    for stream in streams:
+                        if stream.allowed is None or stream.allowed.permits(name):
+                            stream.offer(record.seq, named, same_seq=name != channel)
+
+    def _switch_alias(self, record) -> None:
+        """Apply an alias change from the ring and resynchronise the alias's streams."""
+        alias = record.channel
+        target = record.payload.decode("utf-8", "replace")
+        self.aliases.apply(alias, target, record.seq)
+        self.stats["alias_switches"] += 1
+        moved = 0
+        for _, streams in self._alias_recipients(alias):
+            for stream in streams:
+                # A stream whose sync read Redis after the change already has
+                # the new target; every other one reads it now.
+                if stream.pending is None and stream.last_seq >= record.seq:
+                    continue
+                stream.request_resync()
+                moved += 1
+        log.info("worker pid=%s: alias %s now points to %s (seq %s); %d streams resynchronise",
+                 os.getpid(), alias, target or "nothing", record.seq, moved)
 
     def _resync_all(self) -> None:
         # After a failover that lost updates the subscriber starts a new

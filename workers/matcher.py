@@ -75,6 +75,10 @@ class SubscriptionIndex:
             groups.append(self._patterns[text][1])
         return groups
 
+    def exact_recipients(self, channel: str) -> set | None:
+        """Return the streams subscribed to exactly ``channel`` by name, patterns left out."""
+        return self._exact.get(channel)
+
     def counts(self) -> tuple[int, int]:
         """Return the number of (exact, pattern) subscriptions held."""
         exact = sum(len(streams) for streams in self._exact.values())

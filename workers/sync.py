@@ -14,6 +14,11 @@ Per channel the stream gets, in this order:
 2. a snapshot, with id ``G``, of every other channel: unknown token,
    another epoch, a log that no longer reaches back to ``S``, a channel
    created after ``S``, or missed deltas larger in bytes than the snapshot.
+
+An exact subscription may name an alias: the same transaction reads the
+aliases, and the stream gets its target's frames under the alias name,
+as a snapshot when the alias changed after ``S``. A stream with a view
+gets projections of the documents, always as snapshots.
 """
 
 from __future__ import annotations
@@ -24,12 +29,17 @@ from dataclasses import dataclass, field
 import gevent
 import redis
 
+import orjson
+
+from livegate.aliases import Alias, parse_entry
 from livegate.auth import ChannelAccess
 from livegate.channels import Pattern
 from livegate.frames import FrameError, compact_json, encode_snapshot_body, id_suffix
 from livegate.ids import format_event_id, parse_event_id
+from livegate.views import View
 from livegate.wire import InvalidEnvelopeError, Keys, decode_envelope
 from fanout.subscriber import build_frame
+from workers.aliases import rename_frame
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,10 @@ class SyncResult:
     frames: list[bytes] = field(default_factory=list)
     snapshots: int = 0
     deltas: int = 0
+    # The aliases among the exact subscriptions, as read.
+    aliases: dict[str, Alias] = field(default_factory=dict)
+    # For a view stream: channel -> (version, decoded document), for the view cache.
+    documents: dict[str, tuple[int, object]] = field(default_factory=dict)
 
 
 class SnapshotCache:
@@ -59,14 +73,24 @@ class SnapshotCache:
     """
 
     def __init__(self, max_entries: int = SNAPSHOT_CACHE_ENTRIES):
-        self._entries: dict[tuple[str, str, int], bytes] = {}
+        self._entries: dict[tuple[str, str, int, str], bytes] = {}
         self._max_entries = max_entries
 
-    def body(self, epoch: str, channel: str, version: int, document_json: bytes) -> bytes:
-        key = (epoch, channel, version)
+    def body(self, epoch: str, channel: str, version: int, document_json: bytes,
+             view: View | None = None, name: str | None = None) -> bytes:
+        """Return the body of ``channel``'s snapshot, under ``name`` (an alias) when given."""
+        name = name or channel
+        key = (epoch, name, version, view.name if view else "")
         cached = self._entries.get(key)
         if cached is None:
-            cached = encode_snapshot_body(channel, version, compact_json(document_json))
+            if view is None:
+                document = compact_json(document_json)
+            else:
+                try:
+                    document = orjson.dumps(view.project(orjson.loads(document_json)))
+                except orjson.JSONDecodeError as error:
+                    raise FrameError(f"invalid JSON text: {error}") from None
+            cached = encode_snapshot_body(name, version, document)
             if len(self._entries) >= self._max_entries:
                 del self._entries[next(iter(self._entries))]
             self._entries[key] = cached
@@ -87,6 +111,7 @@ class Synchronizer:
         subscriptions: tuple[Pattern, ...],
         since: str | None,
         allowed: ChannelAccess | None = None,
+        view: View | None = None,
     ) -> SyncResult:
         """Read what a stream needs; ``allowed``, when given, drops the channels it may not read."""
         token = parse_event_id(since)
@@ -95,30 +120,39 @@ class Synchronizer:
             exact = {channel for channel in exact if allowed.permits(channel)}
         patterns = [s for s in subscriptions if not s.is_exact]
         candidates = set(exact)
+        # name on the stream -> channel whose document it carries
+        wanted: dict[str, str] = {}
         for _ in range(MAX_READS):
-            epoch, seq, names, states, logs = self._read(
-                sorted(candidates), bool(patterns), token.seq if token else None
+            epoch, seq, names, states, logs, aliases = self._read(
+                sorted(candidates), sorted(exact), bool(patterns), token.seq if token else None
             )
-            if not patterns:
+            wanted = {name: name for name in exact if name not in aliases}
+            wanted.update((name, alias.target) for name, alias in aliases.items())
+            if patterns:
+                matched = {name for name in names if any(p.matches(name) for p in patterns)}
+                if allowed is not None:
+                    matched = {name for name in matched if allowed.permits(name)}
+                wanted.update((name, name) for name in matched)
+            if set(wanted.values()) <= candidates:
                 break
-            matched = {name for name in names if any(p.matches(name) for p in patterns)}
-            if allowed is not None:
-                matched = {name for name in matched if allowed.permits(name)}
-            if matched <= candidates:
-                break
-            candidates |= matched
+            candidates |= set(wanted.values())
         resume_seq = token.seq if token and epoch is not None and token.epoch == epoch else None
         if token and resume_seq is None:
             log.debug("token %s is from another epoch than %s; sending snapshots", since, epoch)
         if resume_seq is not None and resume_seq > seq:
             log.debug("token %s is ahead of seq %s; sending snapshots", since, seq)
             resume_seq = None
-        return self._build(epoch, seq, states, logs, resume_seq)
+        result = self._build(epoch, seq, states, logs, resume_seq, wanted, aliases, view)
+        result.aliases = aliases
+        return result
 
-    def _read(self, channels: list[str], with_index: bool, since_seq: int | None):
+    def _read(self, channels: list[str], exact: list[str], with_index: bool,
+              since_seq: int | None):
         pipe = self._client.pipeline(transaction=True)
         pipe.get(self._keys.epoch)
         pipe.get(self._keys.seq)
+        if exact:
+            pipe.hmget(self._keys.aliases, exact)
         if with_index:
             pipe.hkeys(self._keys.channels)
         for channel in channels:
@@ -131,10 +165,17 @@ class Synchronizer:
         results = pipe.execute()
         epoch_raw, seq_raw = results[0], results[1]
         position = 2
+        aliases: dict[str, Alias] = {}
+        if exact:
+            for name, raw in zip(exact, results[position]):
+                alias = parse_entry(name, raw) if raw is not None else None
+                if alias is not None and alias.target:
+                    aliases[name] = alias
+            position += 1
         names: list[str] = []
         if with_index:
-            names = [name.decode("utf-8", "replace") for name in results[2]]
-            position = 3
+            names = [name.decode("utf-8", "replace") for name in results[position]]
+            position += 1
         states: dict[str, tuple[int, int, bytes]] = {}
         logs: dict[str, list[bytes]] = {}
         for channel in channels:
@@ -146,41 +187,59 @@ class Synchronizer:
             if version is not None and document is not None:
                 states[channel] = (int(version), int(channel_seq), document)
         epoch = epoch_raw.decode("ascii", "replace") if epoch_raw is not None else None
-        return epoch, int(seq_raw or 0), names, states, logs
+        return epoch, int(seq_raw or 0), names, states, logs, aliases
 
-    def _build(self, epoch, seq, states, logs, resume_seq) -> SyncResult:
+    def _build(self, epoch, seq, states, logs, resume_seq, wanted, aliases, view) -> SyncResult:
         result = SyncResult(epoch, seq)
         if epoch is None:
             return result
         replay: list[tuple[int, bytes]] = []
-        snapshot_channels: list[str] = []
-        for count, (channel, (version, channel_seq, document)) in enumerate(
-            sorted(states.items()), 1
-        ):
+        snapshot_names: list[str] = []
+        for count, name in enumerate(sorted(wanted), 1):
             if count % FRAMES_PER_YIELD == 0:
                 gevent.sleep(0)
-            if resume_seq is not None:
+            channel = wanted[name]
+            state = states.get(channel)
+            if state is None:
+                continue
+            version, channel_seq, document = state
+            if view is not None:
+                try:
+                    result.documents[channel] = (version, orjson.loads(document))
+                except orjson.JSONDecodeError:
+                    pass  # the snapshot below logs the invalid document
+            # A client resuming on an alias that changed since has another
+            # channel's document: it needs a snapshot of the new target.
+            alias_changed = name in aliases and (
+                resume_seq is None or aliases[name].seq > resume_seq
+            )
+            if resume_seq is not None and not alias_changed:
                 if channel_seq <= resume_seq:
                     continue
-                frames = self._replay_frames(
-                    channel, epoch, resume_seq, logs.get(channel, []), len(document)
-                )
+                frames = None
+                if view is None:
+                    frames = self._replay_frames(
+                        channel, epoch, resume_seq, logs.get(channel, []), len(document)
+                    )
                 if frames is not None:
+                    if name != channel:
+                        frames = [(s, rename_frame(f, channel, name)) for s, f in frames]
                     replay.extend(frames)
                     continue
-            snapshot_channels.append(channel)
+            snapshot_names.append(name)
 
         replay.sort(key=lambda item: item[0])
         result.frames.extend(frame for _, frame in replay)
         result.deltas = len(replay)
 
         suffix = id_suffix(format_event_id(epoch, seq))
-        for count, channel in enumerate(snapshot_channels, 1):
+        for count, name in enumerate(snapshot_names, 1):
             if count % FRAMES_PER_YIELD == 0:
                 gevent.sleep(0)
+            channel = wanted[name]
             version, _, document = states[channel]
             try:
-                body = self._cache.body(epoch, channel, version, document)
+                body = self._cache.body(epoch, channel, version, document, view, name)
             except FrameError as error:
                 log.error("stored document of %s version %s is invalid JSON (%s); "
                           "not sent", channel, version, error)

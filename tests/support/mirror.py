@@ -46,7 +46,8 @@ class Mirror:
             channel = self.channels.get(data["channel"])
             if channel is None:
                 raise VersionError(f"delta for {data['channel']} before any snapshot")
-            if data["version"] != channel.version + 1:
+            base = data.get("base_version", data["version"] - 1)
+            if not base <= channel.version < data["version"]:
                 raise VersionError(
                     f"{data['channel']}: delta version {data['version']} after {channel.version}"
                 )

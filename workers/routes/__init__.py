@@ -28,6 +28,7 @@ def register_blueprints(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "_")
         return json_error(error.code or 500, code, error.description or error.name)
 
+    from workers.routes.aliases import aliases
     from workers.routes.channels import channels
     from workers.routes.health import health
     from workers.routes.metrics import metrics
@@ -36,7 +37,7 @@ def register_blueprints(app: Flask) -> None:
     from workers.routes.status import status
     from workers.routes.stream import stream
 
-    for blueprint in (stream, channels, publish, health, metrics, status, pages):
+    for blueprint in (stream, channels, aliases, publish, health, metrics, status, pages):
         app.register_blueprint(blueprint)
 
     from workers.routes.cors import install_cors

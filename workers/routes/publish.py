@@ -10,7 +10,9 @@ import orjson
 import redis
 from flask import Blueprint, request
 
-from ingest.publisher import DocumentError, DocumentTooDeepError, PatchError, VersionConflictError
+from ingest.publisher import (
+    ChannelIsAliasError, DocumentError, DocumentTooDeepError, PatchError, VersionConflictError,
+)
 from livegate.auth import AccessError, PublishAuth
 from livegate.channels import InvalidChannelError, validate_channel
 from workers.routes.auth import access_error, bearer_token, rejections
@@ -93,15 +95,23 @@ def publish_channel(channel: str):
     except VersionConflictError as error:
         return json_error(409, "version_conflict", str(error), channel=channel,
                           current_version=error.current_version)
+    except ChannelIsAliasError as error:
+        return json_error(409, "channel_is_alias", str(error), channel=channel)
     except ValueError as error:
         return json_error(400, "invalid_request", str(error))
     except redis.RedisError as error:
         log.error("publish to %s failed: redis error: %s", channel, error)
         return json_error(503, "redis_unavailable", "redis is unavailable; retry later")
-    return {
+    response = {
         "channel": result.channel, "version": result.version, "id": result.id,
         "changed": result.changed,
     }
+    if result.routed:
+        response["routed"] = [
+            {"channel": r.channel, "version": r.version, "id": r.id, "changed": r.changed}
+            for r in result.routed
+        ]
+    return response
 
 
 class BodyTimeoutError(Exception):

@@ -90,6 +90,18 @@ def open_stream():
         subscriptions = parse_subscriptions(values)
     except InvalidChannelError as error:
         return invalid_channel(error)
+    view = None
+    view_name = request.args.get("view")
+    if view_name is not None:
+        view = service.channel_config.views.get(view_name)
+        if view is None:
+            known = sorted(service.channel_config.views)
+            return json_error(
+                400, "unknown_view",
+                f"there is no view {view_name!r}; the channels file declares: "
+                f"{', '.join(known) if known else 'no views'}",
+                views=known,
+            )
 
     hub = worker_hub.current()
     if hub is None:
@@ -106,6 +118,19 @@ def open_stream():
     rejected = check_capacity(hub, settings, remote)
     if rejected is not None:
         return rejected
+    limited = hub.namespaces.limited(subscriptions)
+    full = hub.full_namespace(limited)
+    if full is not None:
+        response = json_error(
+            503, "namespace_full",
+            f"{full.describe()} holds its maximum of {full.max_subscribers} streams on this "
+            "gateway worker (max_subscribers in the channels file); retry after the "
+            "Retry-After delay",
+            namespace=full.prefix, maximum=full.max_subscribers,
+        )
+        response.headers["Retry-After"] = retry_after_seconds(settings)
+        rejections.record("stream", 503, "namespace_full", remote)
+        return response
     access = None
     if service.subscribe_auth is not None:
         token = subscriber_token(request, settings.subscribe_token_cookie)
@@ -117,10 +142,10 @@ def open_stream():
 
     since = request.headers.get("Last-Event-ID") or request.args.get("since")
     if access is None:
-        client = hub.open_stream(subscriptions, since, remote)
+        client = hub.open_stream(subscriptions, since, remote, view=view, limited=limited)
     else:
         client = hub.open_stream(subscriptions, since, remote, allowed=access.channels,
-                                 expires_at=access.expires_at)
+                                 expires_at=access.expires_at, view=view, limited=limited)
         log.debug("stream %s from %s filtered by subscriber token %s", client.id, remote,
                   access.fingerprint or "(none)")
     _limit_send_buffer(request.environ.get("gunicorn.socket"), settings.stream_send_buffer_bytes)
