@@ -148,21 +148,14 @@ def _namespaces(raw: object, default: Namespace, settings: Settings) -> tuple[Na
                                  f"got {values['mode']!r}")
             parsed["mode"] = values["mode"]
         namespaces.append(namespace_with(default, prefix, **parsed))
+    protected_namespaces = ChannelPrefixes(n.prefix for n in namespaces if n.auth)
     for namespace in namespaces:
-        if namespace.auth:
-            continue
-        enclosing = [other for other in namespaces
-                     if other.auth and other.prefix != namespace.prefix
-                     and namespace.prefix.startswith(other.prefix + "/")]
-        if enclosing and values_set_auth(raw[namespace.prefix]):
-            raise ValueError(f"namespace {namespace.prefix!r} sets auth = false inside namespace "
-                             f"{enclosing[0].prefix!r}, which needs a token; a namespace can add "
-                             "protection, not remove it")
+        opens = raw[namespace.prefix].get("auth") is False
+        if opens and protected_namespaces.covers(namespace.prefix):
+            raise ValueError(f"namespace {namespace.prefix!r} sets auth = false inside a "
+                             "namespace that needs a token; a namespace can add protection, "
+                             "not remove it")
     return tuple(namespaces)
-
-
-def values_set_auth(values: dict) -> bool:
-    return values.get("auth") is False
 
 
 def _views(raw: object) -> dict[str, View]:

@@ -74,7 +74,7 @@ class TestNamespaces:
         ('[namespaces."a"]\nauth = "yes"', "auth must be true or false"),
         ('[namespaces."a"]\nlogs = 5', "unknown keys: logs"),
         ('[namespaces."a"]\nauth = true\n[namespaces."a/b"]\nauth = false',
-         "sets auth = false inside namespace 'a'"),
+         "sets auth = false inside a namespace"),
         ("[channels]\n", "unknown top-level keys: channels"),
         ("namespaces = 3", "namespaces must be a table"),
         ("[views", "not valid TOML"),

@@ -736,3 +736,21 @@ def test_dev_runs_demo_feed_not_pollers():
     assert container["args"] == ["python", "-m", "ingest.demo"]
     assert all(o["metadata"].get("namespace") == "livegate-dev"
                for o in objects if o["kind"] != "Namespace")
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_channels_file_is_mounted_and_valid(rendering):
+    from livegate.channel_config import parse as parse_channels
+
+    objects = resources(rendering)
+    path = Path(settings_data(objects)["LIVEGATE_CHANNELS_FILE"])
+    config_map = find(objects, "ConfigMap", "livegate-channels")
+    # Loaded as the gateway and ingest load it at start.
+    parse_channels(config_map["data"][path.name], effective_settings(objects), path.name)
+    for deployment, container in (gateway(objects), ingest(objects)):
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        mount = mounts[str(path.parent)]
+        assert mount.get("readOnly") is True
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        volume = next(v for v in volumes if v["name"] == mount["name"])
+        assert volume["configMap"]["name"] == "livegate-channels"

@@ -367,6 +367,29 @@ class TestSubscriptionScripted:
         assert [u.version for u in updates] == [1, 3]
         assert subscription.resyncs == 1
 
+    def test_view_delta_applies_from_base_version(self):
+        script = ScriptedGateway([
+            event_stream(sse_body(
+                ("snapshot", "e-1", {"channel": CHANNEL, "version": 2, "data": {"score": 0}}),
+                # Versions 3 and 4 changed nothing in the view; the patch applies to 2.
+                ("delta", "e-5", {"channel": CHANNEL, "version": 5, "base_version": 1,
+                                  "patch": [{"op": "replace", "path": "/score", "value": 1}]}),
+                ("delta", "e-9", {"channel": CHANNEL, "version": 9, "base_version": 7,
+                                  "patch": []}),
+                retry_ms=10,
+            )),
+            event_stream(sse_body(("snapshot", "e-10", {"channel": CHANNEL, "version": 9,
+                                                        "data": {"score": 2}}))),
+        ])
+        subscription = Subscription("http://gateway.test", [CHANNEL], transport=script.transport())
+
+        updates = take(subscription, 3)
+
+        assert [(u.event, u.version, u.document) for u in updates] == [
+            ("snapshot", 2, {"score": 0}), ("delta", 5, {"score": 1}), ("snapshot", 9, {"score": 2}),
+        ]
+        assert subscription.resyncs == 1
+
     def test_reconnect_sends_last_event_id(self):
         script = ScriptedGateway([
             event_stream(sse_body(("snapshot", "e-1", {"channel": CHANNEL, "version": 1, "data": [1]}),

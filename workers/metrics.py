@@ -50,6 +50,13 @@ COUNTERS = {
                              "Times a worker's ring reader was overtaken by the writer."),
     "resyncs": Counter("livegate_resyncs_total",
                        "Resynchronisations of streams requested by the subscriber or an overrun."),
+    "alias_switches": Counter("livegate_alias_switches_total",
+                              "Alias changes applied from the ring."),
+    "view_frames": Counter("livegate_view_frames_total",
+                           "View frames built, one per view and change in each worker."),
+    "view_resyncs": Counter("livegate_view_resyncs_total",
+                            "Times the view streams of a channel resynchronised because a "
+                            "delta did not follow the cached document."),
 }
 RESUMES = Counter("livegate_resumes_total", "Resumed streams, by source: ring or redis.",
                   ["source"])

@@ -145,6 +145,25 @@ test("version gap resynchronises", () => {
   assert.equal(subscription.current(MATCH).version, 1);
 });
 
+test("view delta applies from its base version", () => {
+  const { subscription } = start();
+  const source = latest();
+  source.open();
+  source.send("snapshot", "e-1", { channel: MATCH, version: 2, data: DOCUMENT });
+
+  // Versions 3 and 4 changed nothing in the view; the patch applies to 2.
+  source.send("delta", "e-5", { channel: MATCH, version: 5, base_version: 1, patch: [
+    { op: "replace", path: "/score/home", value: 1 },
+  ] });
+
+  assert.equal(subscription.state, State.LIVE);
+  assert.deepEqual(subscription.current(MATCH).document.score, { home: 1, away: 0 });
+  assert.equal(subscription.current(MATCH).version, 5);
+
+  source.send("delta", "e-9", { channel: MATCH, version: 9, base_version: 7, patch: [] });
+  assert.equal(subscription.state, State.RESYNCHRONISING);
+});
+
 test("delta before snapshot resynchronises", () => {
   const { subscription } = start();
   latest().open();
