@@ -54,6 +54,15 @@ control_socket_disable = True
 
 
 def on_starting(server):
+    try:
+        _start(server)
+    except ValueError as error:
+        # SettingError and ChannelConfigError: gunicorn prints a RuntimeError
+        # as one "Error: ..." line and exits 1, instead of a traceback.
+        raise RuntimeError(f"{error}; fix it and start again") from None
+
+
+def _start(server):
     settings = Settings.from_env()
     configure_logging(settings)
     raise_open_file_limit()

@@ -184,7 +184,8 @@ def check_loops(rules: tuple[Rule, ...]) -> None:
             if state.get(following) == 1:
                 loop = path[path.index(following):] + [following]
                 raise RuleError(f"rule {following!r} forms a loop: {' -> '.join(loop)}; "
-                                "a publish would come back to a channel it came from")
+                                "a publish would come back to a channel it came from, so "
+                                "remove one of these rules or change its targets")
             if following not in state:
                 visit(following, path)
         path.pop()

@@ -402,7 +402,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Bearer tokens accepted by the admin endpoints (/v1/aliases),\n"
         "separated by commas, in the form of LIVEGATE_PUBLISH_TOKENS:\n"
         "TOKEN@sport/featured limits a token to aliases under that prefix.\n"
-        "Empty: the admin endpoints answer 403 to every request.",
+        "Empty: every alias change is rejected with 401.",
         secret=True,
     ),
     Setting(

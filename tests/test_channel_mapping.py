@@ -238,6 +238,34 @@ class TestAliases:
         assert response.status_code == 409
         assert response.json()["error"] == "channel_is_alias"
 
+    def test_removing_an_alias_keeps_its_streams_open(self, gateway, http, publisher):
+        publisher.publish("mapped/match/11", match("Q", "R"))
+        assert set_alias(http, "mapped/removed", "mapped/match/11").status_code == 200
+        clients = [SSEClient(f"{gateway.url}/v1/stream", params={"channel": "mapped/removed"})
+                   .start() for _ in range(4)]
+        try:
+            for client in clients:
+                client.wait_for(lambda events: any(e.event == "snapshot" for e in events))
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            assert http.delete("/v1/aliases/mapped/removed", headers=headers).status_code == 200
+            # Their resync finds nothing to send; the workers must keep serving.
+            for _ in range(5):
+                assert http.get("/healthz", timeout=2).status_code == 200
+            assert not any(client.finished for client in clients)
+        finally:
+            close_all(clients)
+
+    def test_alias_to_a_channel_before_its_first_publish(self, gateway, http, publisher):
+        assert set_alias(http, "mapped/early", "mapped/later/1").status_code == 200
+        with SSEClient(f"{gateway.url}/v1/stream",
+                       params={"channel": "mapped/early"}).start() as client:
+            document = match("S", "T")
+            publisher.publish("mapped/later/1", document)
+            client.wait_for(lambda events: documents_equal(client, "mapped/early", document))
+        response = http.get("/v1/channels/mapped/early")
+        assert response.status_code == 404
+        assert response.json()["target"] == "mapped/later/1"
+
     def test_aliases_are_listed_and_removed(self, http, publisher):
         publisher.publish("mapped/match/10", match("C", "D"))
         assert set_alias(http, "mapped/listed", "mapped/match/10").status_code == 200

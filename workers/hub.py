@@ -301,6 +301,11 @@ class Hub:
                     yield chunk
                     stream.last_sent = time.monotonic()
                     continue
+                # A resync sets the event, and a sync that found nothing to
+                # send leaves it set: cleared here, or this loop would spin
+                # without yielding. Nothing yields between the checks above
+                # and the wait, so no wake-up is lost.
+                stream.wakeup.clear()
                 stream.wakeup.wait()
 
             # Phase: a final retry hint, unless the client is already gone.

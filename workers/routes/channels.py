@@ -45,6 +45,11 @@ def get_channel(channel: str):
     pipe.hmget(service.keys.state(channel), "version", "seq", "doc")
     epoch, (version, seq, document) = pipe.execute()
     if version is None or document is None or epoch is None:
+        alias = service.aliases.get(channel)
+        if alias is not None:
+            return json_error(404, "channel_is_alias",
+                              f"{channel!r} is an alias of {alias.target!r}; read that channel",
+                              channel=channel, target=alias.target)
         return json_error(404, "channel_not_found", f"channel {channel!r} has no state",
                           channel=channel)
     try:
