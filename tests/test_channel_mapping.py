@@ -193,22 +193,36 @@ class TestAliases:
         finally:
             close_all(clients)
 
-    def test_alias_survives_a_gateway_restart(self, redis_server_module, channels_file, http,
-                                              publisher, tmp_path):
+    def test_alias_survives_a_restart_and_switches_on_every_gateway(
+        self, gateway, redis_server_module, channels_file, http, publisher, tmp_path
+    ):
         document = match("Fulham", "Brentford")
+        other = match("Wolves", "Burnley")
         publisher.publish("mapped/match/3", document)
+        publisher.publish("mapped/match/4", other)
         assert set_alias(http, "mapped/restart", "mapped/match/3").status_code == 200
+        # A gateway started after the alias was set, beside the running one.
         fresh = Gateway(redis_server_module.url, workers=1, env=gateway_env(channels_file),
                         log_dir=tmp_path)
         fresh.start()
+        clients = []
         try:
-            with SSEClient(f"{fresh.url}/v1/stream",
-                           params={"channel": "mapped/restart"}).start() as client:
+            for server in (fresh, gateway):
+                clients.append(SSEClient(f"{server.url}/v1/stream",
+                                         params={"channel": "mapped/restart"}).start())
+            for client in clients:
                 client.wait_for(lambda events: documents_equal(client, "mapped/restart", document))
-                document["score"] = [2, 2]
-                publisher.publish("mapped/match/3", document)
+            document["score"] = [2, 2]
+            publisher.publish("mapped/match/3", document)
+            for client in clients:
                 client.wait_for(lambda events: documents_equal(client, "mapped/restart", document))
+            assert set_alias(http, "mapped/restart", "mapped/match/4").status_code == 200
+            # The new target is at the version the old one had when the first
+            # snapshot went out: that snapshot must not be served again.
+            for client in clients:
+                client.wait_for(lambda events: documents_equal(client, "mapped/restart", other))
         finally:
+            close_all(clients)
             fresh.stop()
 
     def test_admin_endpoint_needs_a_token_that_covers_the_alias(self, http):

@@ -73,14 +73,16 @@ class SnapshotCache:
     """
 
     def __init__(self, max_entries: int = SNAPSHOT_CACHE_ENTRIES):
-        self._entries: dict[tuple[str, str, int, str], bytes] = {}
+        self._entries: dict[tuple[str, str, str, int, str], bytes] = {}
         self._max_entries = max_entries
 
     def body(self, epoch: str, channel: str, version: int, document_json: bytes,
              view: View | None = None, name: str | None = None) -> bytes:
         """Return the body of ``channel``'s snapshot, under ``name`` (an alias) when given."""
         name = name or channel
-        key = (epoch, name, version, view.name if view else "")
+        # The channel is part of the key: an alias's name may carry another
+        # channel's document at the same version after a switch.
+        key = (epoch, channel, name, version, view.name if view else "")
         cached = self._entries.get(key)
         if cached is None:
             if view is None:
