@@ -108,6 +108,16 @@ def retry_frame(milliseconds: int) -> bytes:
     return b"retry: %d\n\n" % milliseconds
 
 
+def http_chunk(data: bytes) -> bytes:
+    """Frame ``data`` as one HTTP/1.1 chunk (RFC 9112, section 7.1), as gunicorn frames it.
+
+    ``data`` must not be empty, because an empty chunk ends the response.
+    """
+    if not data:
+        raise ValueError("an empty HTTP chunk ends the response; pass at least one byte")
+    return b"%X\r\n%b\r\n" % (len(data), data)
+
+
 def comment_frame(text: str) -> bytes:
     """Encode an SSE comment, replacing line breaks in ``text`` by spaces."""
     clean = text.replace("\r", " ").replace("\n", " ")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+from gevent import socket as gevent_socket
 
 from livegate.channels import parse_subscription
+from livegate.frames import http_chunk
 from workers.client import (
     CLOSE_CLIENT_GONE,
     CLOSE_SHUTDOWN,
     CLOSE_SLOW_CONSUMER,
     StreamClient,
+    stream_socket,
 )
 
 QUEUE_BYTES = 1000
@@ -344,3 +349,235 @@ class TestClose:
         client.close(reason)
 
         assert client.close_reason == reason
+
+
+def read_available(peer: socket.socket) -> bytes:
+    """Return every byte that reaches ``peer`` until none arrives for 0.5 s.
+
+    Over TCP, bytes still in the sender's buffer arrive only as the reader
+    makes room, so one read that finds nothing does not mean the end.
+    """
+    peer.settimeout(0.5)
+    received = b""
+    while True:
+        try:
+            data = peer.recv(1 << 20)
+        except TimeoutError:
+            return received
+        if not data:
+            return received
+        received += data
+
+
+def dechunk(wire: bytes) -> bytes:
+    """Return the payload of a run of whole HTTP/1.1 chunks; fail on broken framing."""
+    payload = b""
+    while wire:
+        head, separator, wire = wire.partition(b"\r\n")
+        assert separator, f"chunk size line without CRLF: {head[:20]!r}"
+        size = int(head, 16)
+        assert size > 0, "an empty chunk would end the response"
+        assert wire[size:size + 2] == b"\r\n", f"chunk of {size} bytes not followed by CRLF"
+        payload += wire[:size]
+        wire = wire[size + 2:]
+    return payload
+
+
+@pytest.fixture
+def socket_pair():
+    """A connected (server, peer) pair on loopback TCP: a gevent socket as gunicorn
+    passes it, and a plain one. Small buffers make a few frames fill them, and TCP,
+    unlike a Unix socket pair, accepts part of a write when the buffer is nearly full."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.socket()
+        # Set before connecting: shrinking the window of an open connection
+        # makes the sender wait for its persist timer.
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.connect(listener.getsockname())
+        accepted, _ = listener.accept()
+    server = gevent_socket.socket(fileno=accepted.detach())
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    yield server, peer
+    server.close()
+    peer.close()
+
+
+def parked_client(server: gevent_socket.socket, stats: dict | None = None) -> StreamClient:
+    client = synced_client(max_queue_bytes=1 << 20)
+    client.attach_socket(server, stats if stats is not None else {"frames_sent": 0,
+                                                                   "bytes_sent": 0})
+    assert client.park()
+    return client
+
+
+class TestDirectWrite:
+    def test_parked_client_writes_chunk(self, socket_pair):
+        server, peer = socket_pair
+        stats = {"frames_sent": 0, "bytes_sent": 0}
+        client = parked_client(server, stats)
+
+        client.offer(1, b"event: delta\n\n")
+
+        assert read_available(peer) == http_chunk(b"event: delta\n\n")
+        assert client.queue == []
+        assert client.parked is True
+        assert not client.wakeup.is_set()
+        assert stats == {"frames_sent": 1, "bytes_sent": 14}
+
+    def test_frames_in_order(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+
+        for seq in (1, 2, 3):
+            client.offer(seq, b"f%d" % seq)
+
+        assert read_available(peer) == b"".join(http_chunk(b"f%d" % seq) for seq in (1, 2, 3))
+
+    def test_unparked_client_queues(self, socket_pair):
+        server, peer = socket_pair
+        client = synced_client()
+        client.attach_socket(server, {"frames_sent": 0, "bytes_sent": 0})
+
+        client.offer(1, b"one")
+
+        assert client.queue == [b"one"]
+        assert read_available(peer) == b""
+
+    def test_full_socket_queues_rest(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+        frames = [b"%05d" % seq + b"x" * 1000 for seq in range(1, 200)]
+
+        for seq, frame in enumerate(frames, 1):
+            client.offer(seq, frame)
+
+        assert client.parked is False
+        assert client.wakeup.is_set()
+        assert client.queue
+        wire = read_available(peer) + client.take_wire()
+        assert dechunk(wire) == b"".join(frames)
+
+    def test_partial_write_completed_by_take_wire(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+        frames = [b"%05d" % seq + b"y" * 3000 for seq in range(1, 40)]
+
+        for seq, frame in enumerate(frames, 1):
+            client.offer(seq, frame)
+            if client.unsent:
+                break
+        assert client.unsent, "no direct write was partial; the buffers are too large"
+        for seq, frame in enumerate(frames[seq:], seq + 1):
+            client.offer(seq, frame)
+        wire = read_available(peer) + client.take_wire()
+
+        assert client.unsent == b""
+        assert client.queue == []
+        assert dechunk(wire) == b"".join(frames)
+
+    def test_closed_peer_closes_stream(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+        peer.close()
+
+        # The first write after the peer closed may still succeed; the peer
+        # responds with a reset, and a later write fails.
+        for seq in range(1, 50):
+            client.offer(seq, b"frame")
+            if client.closed:
+                break
+
+        assert client.closed is True
+        assert client.close_reason == CLOSE_CLIENT_GONE
+        assert client.wakeup.is_set()
+
+    def test_heartbeat_written_directly(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+
+        client.enqueue(b": heartbeat\n\n")
+
+        assert read_available(peer) == http_chunk(b": heartbeat\n\n")
+        assert client.queue == []
+
+
+class TestPark:
+    def test_park_with_queue_refused(self):
+        client = synced_client()
+        client.offer(1, b"one")
+
+        assert client.park() is False
+        assert client.parked is False
+
+    def test_park_clears_stale_wakeup(self):
+        client = synced_client()
+        client.wakeup.set()
+
+        assert client.park() is True
+        assert not client.wakeup.is_set()
+
+    def test_no_socket_not_parked(self):
+        client = synced_client()
+
+        assert client.park() is True
+        assert client.parked is False
+
+    def test_pending_sync_not_parked(self, socket_pair):
+        server, _ = socket_pair
+        client = make_client()
+        client.attach_socket(server, {"frames_sent": 0, "bytes_sent": 0})
+
+        client.park()
+
+        assert client.parked is False
+
+    def test_resync_unparks(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+
+        client.request_resync()
+        client.offer(1, b"one")
+
+        assert client.parked is False
+        assert client.pending == [(1, b"one")]
+        assert read_available(peer) == b""
+
+    def test_close_unparks(self, socket_pair):
+        server, _ = socket_pair
+        client = parked_client(server)
+
+        client.close(CLOSE_SHUTDOWN)
+
+        assert client.parked is False
+
+
+class TestStreamSocket:
+    def environ(self, sock, **overrides):
+        environ = {"REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "gunicorn.socket": sock}
+        environ.update(overrides)
+        return environ
+
+    def test_get_over_http11(self, socket_pair):
+        server, _ = socket_pair
+
+        assert stream_socket(self.environ(server)) is server
+
+    @pytest.mark.parametrize("overrides", [
+        {"REQUEST_METHOD": "HEAD"},
+        {"SERVER_PROTOCOL": "HTTP/1.0"},
+        {"SERVER_PROTOCOL": "HTTP/2.0"},
+        {"HTTP_VERSION": "2"},
+    ])
+    def test_other_requests_refused(self, socket_pair, overrides):
+        server, _ = socket_pair
+
+        assert stream_socket(self.environ(server, **overrides)) is None
+
+    def test_plain_socket_refused(self, socket_pair):
+        _, peer = socket_pair
+
+        assert stream_socket(self.environ(peer)) is None
+
+    def test_missing_socket_refused(self):
+        assert stream_socket(self.environ(None)) is None

@@ -24,6 +24,7 @@ from livegate.frames import (
     delta_data,
     encode_frame,
     encode_snapshot_body,
+    http_chunk,
     id_suffix,
     retry_frame,
     snapshot_data,
@@ -385,3 +386,21 @@ class TestSmallFrames:
 
     def test_retry_frame_rounds_float_down(self):
         assert retry_frame(1500.9) == b"retry: 1500\n\n"
+
+
+class TestHttpChunk:
+    def test_exact_bytes(self):
+        assert http_chunk(b"retry: 1\n\n") == b"A\r\nretry: 1\n\n\r\n"
+
+    @pytest.mark.parametrize("size", [1, 15, 16, 255, 4096, 70_000])
+    def test_size_is_hex_length(self, size):
+        chunk = http_chunk(b"x" * size)
+
+        head, _, rest = chunk.partition(b"\r\n")
+        assert int(head, 16) == size
+        assert rest == b"x" * size + b"\r\n"
+
+    def test_empty_rejected(self):
+        # An empty chunk would end the response early.
+        with pytest.raises(ValueError):
+            http_chunk(b"")

@@ -1,22 +1,32 @@
 """One SSE stream inside a worker: its subscriptions, position and queue.
 
-The ring reader offers every frame to the streams that match it; a stream
-keeps the frames it has not sent in a bounded queue and its own greenlet
-(the Flask response generator) writes them, several frames per write.
-A stream that does not read fills its queue and is closed with a
-``retry:`` hint once the queue passes ``max_queue_bytes``; the others are
-never delayed by it.
+The ring reader offers every frame to the streams that match it. A stream
+whose greenlet is parked with nothing queued, and whose socket takes the
+frame at once, gets it written right there with one non-blocking send, so
+the common case costs no greenlet switch. Otherwise the stream keeps the
+frames it has not sent in a bounded queue and its own greenlet (the Flask
+response generator) writes them, several frames per write. A stream that
+does not read fills its queue and is closed with a ``retry:`` hint once the
+queue passes ``max_queue_bytes``; the others are never delayed by it.
+
+Direct writes bypass gunicorn's response writer, so they frame each write
+as an HTTP/1.1 chunk themselves, exactly as gunicorn frames the items of a
+response body that has no Content-Length. ``stream_socket`` decides when
+that framing is the right one.
 """
 
 from __future__ import annotations
 
+import _socket
 import itertools
 import time
 from typing import TYPE_CHECKING
 
+from gevent import socket as gevent_socket
 from gevent.event import Event
 
 from livegate.channels import Pattern
+from livegate.frames import http_chunk
 
 if TYPE_CHECKING:
     from livegate.auth import ChannelAccess
@@ -32,6 +42,56 @@ CLOSE_SYNC_FAILED = "sync_failed"
 CLOSE_TOKEN_EXPIRED = "token_expired"
 
 
+def stream_socket(environ: dict) -> gevent_socket.socket | None:
+    """Return the socket that a stream may write its own HTTP chunks to, or None.
+
+    gunicorn's worker (27.0) frames a response body without Content-Length
+    as HTTP/1.1 chunks on a GET over HTTP/1.1. It writes no body for HEAD and
+    an unframed one over HTTP/1.0, and over TLS or HTTP/2 the socket carries
+    more than this response's bytes. So only a GET over HTTP/1.1 on a plain
+    gevent socket qualifies, and every other stream goes through gunicorn's
+    writer.
+    """
+    if environ.get("REQUEST_METHOD") != "GET" or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return None
+    if environ.get("HTTP_VERSION") == "2":
+        return None
+    sock = environ.get("gunicorn.socket")
+    if type(sock) is not gevent_socket.socket:
+        return None
+    # NOTE: ``_sock`` is gevent's private name for the operating-system
+    # socket under its cooperative one (gevent 26.9). gevent keeps it in
+    # non-blocking mode, which is what a write that must never wait needs.
+    if not isinstance(getattr(sock, "_sock", None), _socket.socket):
+        return None
+    return sock
+
+
+class _ChunkCache:
+    """The HTTP chunk of the frame last written directly, shared by every stream.
+
+    The ring reader offers one frame object to all the streams it matches,
+    so the chunk is built once per frame. Holding ``frame`` keeps its id
+    from being reused by another object while the cache refers to it, and
+    bytes are immutable, so the same object always has the same chunk.
+    """
+
+    __slots__ = ("frame", "chunk")
+
+    def __init__(self):
+        self.frame: bytes | None = None
+        self.chunk = b""
+
+    def chunk_of(self, frame: bytes) -> bytes:
+        if frame is not self.frame:
+            self.chunk = http_chunk(frame)
+            self.frame = frame
+        return self.chunk
+
+
+_chunks = _ChunkCache()
+
+
 class StreamClient:
     """State of one open stream. Touched only by greenlets of its worker."""
 
@@ -41,6 +101,7 @@ class StreamClient:
         "wakeup", "closed", "closed_at", "close_reason", "final_frame",
         "last_sent", "sync_generation", "since", "greenlet", "allowed", "expires_at",
         "view", "heartbeat_interval", "namespaces", "synced_seq",
+        "socket", "parked", "unsent", "stats",
     )
 
     def __init__(
@@ -98,6 +159,20 @@ class StreamClient:
         # changed after its Redis read starts over.
         self.sync_generation = 1
         self.greenlet = None
+        # The operating-system socket for direct writes, set by
+        # ``attach_socket`` once the response headers are out; None while the
+        # stream's bytes must go through gunicorn's writer.
+        self.socket: _socket.socket | None = None
+        # True while the stream's greenlet waits with nothing queued, nothing
+        # unsent and no sync due: only then may another greenlet write to
+        # the socket, because no write of the stream's own is in progress.
+        self.parked = False
+        # The rest of an HTTP chunk that a direct write sent only in part.
+        # It must reach the socket before anything else, whatever happens
+        # to the queue, or the chunked framing breaks.
+        self.unsent = b""
+        # The hub's counters, which direct writes update (frames_sent, bytes_sent).
+        self.stats: dict[str, int] | None = None
 
     def offer(self, seq: int, frame: bytes, same_seq: bool = False) -> None:
         """Accept a frame from the ring reader. Never yields.
@@ -121,9 +196,58 @@ class StreamClient:
     def enqueue(self, frame: bytes) -> None:
         if self.closed:
             return
+        if self.parked and self._write_now(frame):
+            return
+        self.parked = False
         self.queue.append(frame)
         self._account(len(frame))
         self.wakeup.set()
+
+    def attach_socket(self, sock: gevent_socket.socket, stats: dict[str, int]) -> None:
+        """Allow direct writes to ``sock``, a socket from ``stream_socket``.
+
+        Call it once the response headers went out, from the stream's greenlet.
+        """
+        self.socket = sock._sock
+        self.stats = stats
+
+    def park(self) -> bool:
+        """Mark the stream's greenlet as waiting; return False when it has work instead.
+
+        Clears the wake-up event, because the caller has just seen that
+        nothing is queued; a stale set event would make its wait return at
+        once, again and again, without yielding.
+        """
+        if self.closed or self.queue or self.unsent:
+            return False
+        self.wakeup.clear()
+        self.parked = self.socket is not None and self.pending is None
+        return True
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Send ``frame`` without blocking; return False when it must be queued instead.
+
+        Called only while parked. A partial send keeps the rest of the chunk
+        in ``unsent`` and wakes the stream's greenlet to finish it.
+        """
+        chunk = _chunks.chunk_of(frame)
+        try:
+            sent = self.socket.send(chunk)
+        except BlockingIOError:
+            return False
+        except OSError:
+            # The peer is gone (EPIPE, ECONNRESET); the greenlet ends the stream.
+            self.close(CLOSE_CLIENT_GONE)
+            return True
+        if sent < len(chunk):
+            self.parked = False
+            self.unsent = chunk[sent:]
+            self.wakeup.set()
+        self.last_sent = time.monotonic()
+        stats = self.stats
+        stats["frames_sent"] += 1
+        stats["bytes_sent"] += len(frame)
+        return True
 
     def _account(self, size: int) -> None:
         self.queued_bytes += size
@@ -138,6 +262,7 @@ class StreamClient:
         """Drop what is queued and buffer new frames until a fresh sync is done."""
         if self.closed:
             return
+        self.parked = False
         self.queue.clear()
         self.queued_bytes = 0
         self.sync_bytes = 0
@@ -176,10 +301,24 @@ class StreamClient:
         self.wakeup.clear()
         return chunk
 
+    def take_wire(self) -> bytes:
+        """Return the unsent rest of a direct write, then every queued frame as one HTTP chunk.
+
+        Empties both; the caller writes the result to ``socket`` in full.
+        """
+        parts = [self.unsent] if self.unsent else []
+        if self.queue:
+            payload = self.take()
+            parts.append(http_chunk(payload))
+        self.unsent = b""
+        self.wakeup.clear()
+        return b"".join(parts)
+
     def close(self, reason: str, final_frame: bytes = b"") -> None:
         if self.closed:
             return
         self.closed = True
+        self.parked = False
         self.closed_at = time.monotonic()
         self.close_reason = reason
         self.final_frame = final_frame

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import gevent
 import redis
+from gevent import socket as gevent_socket
 
 from fanout import ring as ring_layout
 from fanout.notify import bind_wakeup_socket
@@ -35,7 +36,7 @@ from livegate.wire import Keys
 from workers.aliases import AliasTable, rename_frame
 from workers.client import (
     CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED,
-    CLOSE_TOKEN_EXPIRED, StreamClient,
+    CLOSE_TOKEN_EXPIRED, StreamClient, stream_socket,
 )
 from workers.heartbeat import HeartbeatLoop
 from workers.matcher import SubscriptionIndex
@@ -107,6 +108,9 @@ class Hub:
         }
         self._greenlets: list[gevent.Greenlet] = []
         self._heartbeat = HeartbeatLoop(self, self.namespaces.smallest_interval())
+        # Whether streams may write HTTP chunks to their sockets themselves.
+        # The worker turns it off where gunicorn frames responses otherwise.
+        self.direct_writes = True
 
     # -- lifecycle ------------------------------------------------------
 
@@ -276,44 +280,62 @@ class Hub:
         else:
             log.debug("stream %s closed: %s", stream.id, stream.close_reason)
 
-    def stream_events(self, stream: StreamClient) -> Iterator[bytes]:
+    def stream_body(self, stream: StreamClient, environ: dict) -> StreamBody:
+        """Return the body of the SSE response of ``stream``, for ``direct_passthrough``."""
+        sock = stream_socket(environ) if self.direct_writes else None
+        return StreamBody(self, stream, self.stream_events(stream, sock))
+
+    def stream_events(
+        self, stream: StreamClient, sock: gevent_socket.socket | None = None
+    ) -> Iterator[bytes]:
         """Yield the bytes of one stream until it ends; the body of the SSE response.
 
-        Response headers are already fixed when this runs, so a failure ends
-        the stream (the client reconnects and resumes) instead of an error.
+        With ``sock`` (see ``stream_socket``), everything after the first
+        item is written to the socket as HTTP chunks by the stream itself and
+        by the ring reader, and this generator yields only the first and
+        the final frame to gunicorn. Response headers are already fixed
+        when this runs, so a failure ends the stream (the client reconnects
+        and resumes) instead of an error.
         """
         stream.greenlet = gevent.getcurrent()
         synced_generation = 0
         try:
             # Phase: the retry hint goes out at once, with the headers.
             yield self.retry_frame()
+            if sock is not None:
+                stream.attach_socket(sock, self.stats)
 
             # Phase: sync whenever asked (first connect, overrun, epoch
-            # change), otherwise write whatever the ring reader queued.
+            # change), otherwise write whatever was queued or left unsent.
             while not stream.closed:
                 if stream.sync_generation != synced_generation:
                     synced_generation = self._sync(stream)
                     continue
-                if stream.queue:
+                if stream.queue or stream.unsent:
                     self.stats["frames_sent"] += len(stream.queue)
-                    chunk = stream.take()
-                    self.stats["bytes_sent"] += len(chunk)
-                    yield chunk
+                    self.stats["bytes_sent"] += stream.queued_bytes
+                    if sock is None:
+                        yield stream.take()
+                    else:
+                        sock.sendall(stream.take_wire())
                     stream.last_sent = time.monotonic()
                     continue
-                # A resync sets the event, and a sync that found nothing to
-                # send leaves it set: cleared here, or this loop would spin
-                # without yielding. Nothing yields between the checks above
+                # park() clears the wake-up event that a resync with nothing
+                # to send leaves set. Nothing yields between the checks above
                 # and the wait, so no wake-up is lost.
-                stream.wakeup.clear()
-                stream.wakeup.wait()
+                if stream.park():
+                    stream.wakeup.wait()
 
             # Phase: a final retry hint, unless the client is already gone.
-            if stream.final_frame:
-                yield stream.final_frame
-            elif stream.close_reason != CLOSE_CLIENT_GONE:
-                yield self.retry_frame()
+            # The rest of a partial direct write goes first, to keep the
+            # chunked framing intact.
+            if stream.close_reason != CLOSE_CLIENT_GONE:
+                if stream.unsent:
+                    sock.sendall(stream.unsent)
+                    stream.unsent = b""
+                yield stream.final_frame or self.retry_frame()
         finally:
+            stream.parked = False
             self.close_stream(stream)
 
     def _sync(self, stream: StreamClient) -> int:
@@ -564,6 +586,30 @@ class Hub:
         if status.state != ring_layout.SUBSCRIBER_CONNECTED:
             return False, f"subscriber pid={status.pid} is not connected to redis"
         return True, f"subscriber pid={status.pid} connected, last seq {status.last_seq}"
+
+
+class StreamBody:
+    """The WSGI response iterable of one stream.
+
+    gunicorn iterates the generator directly, with no werkzeug wrapper in
+    between, which keeps the parked greenlet's stack and its objects
+    small. ``close`` runs whether or not the generator ever started, for
+    instance for a HEAD request, whose body werkzeug never iterates.
+    """
+
+    __slots__ = ("_hub", "_stream", "_events")
+
+    def __init__(self, hub: Hub, stream: StreamClient, events: Iterator[bytes]):
+        self._hub = hub
+        self._stream = stream
+        self._events = events
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._events
+
+    def close(self) -> None:
+        self._events.close()
+        self._hub.close_stream(self._stream)
 
 
 _current: Hub | None = None

@@ -43,6 +43,11 @@ class StreamWorker(GeventWorker):
                             "free connection", self.pid, settings.max_streams_per_worker,
                             self.worker_connections)
             hub = worker_hub.Hub(settings, ring, getattr(self, "livegate_slot", None))
+            # Streams frame their own HTTP chunks only where gunicorn would
+            # write plain HTTP/1.1 to the socket: not over TLS, and not
+            # for the uwsgi protocol, whose bodies carry no chunk framing.
+            hub.direct_writes = (not self.cfg.is_ssl
+                                 and getattr(self.cfg, "protocol", "http") == "http")
             worker_hub.install(hub)
             hub.start()
         super().run()

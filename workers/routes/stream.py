@@ -149,12 +149,9 @@ def open_stream():
         log.debug("stream %s from %s filtered by subscriber token %s", client.id, remote,
                   access.fingerprint or "(none)")
     _limit_send_buffer(request.environ.get("gunicorn.socket"), settings.stream_send_buffer_bytes)
-    response = Response(hub.stream_events(client), status=200, mimetype="text/event-stream",
-                        headers=SSE_HEADERS)
-    # The generator's own cleanup never runs if the server drops the
-    # response before iterating it; this callback runs in every case.
-    response.call_on_close(lambda: hub.close_stream(client))
-    return response
+    # The body closes the stream itself, also when it is never iterated.
+    return Response(hub.stream_body(client, request.environ), status=200,
+                    mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)
 
 
 def _limit_send_buffer(sock, size: int) -> None:
