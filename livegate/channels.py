@@ -9,6 +9,8 @@ segments one by one and never builds a regular expression from input.
 
 from __future__ import annotations
 
+import functools
+
 MAX_NAME_LENGTH = 200
 SEPARATOR = "/"
 ONE_SEGMENT = "*"
@@ -108,10 +110,22 @@ class Pattern:
         return f"Pattern({self.text!r})"
 
 
+# Parsed subscriptions kept for reuse. Thousands of streams subscribe to the
+# same few hundred channels, and sharing one immutable Pattern (its text and
+# segments included) saves each stream those objects. Invalid values raise,
+# so they are never kept.
+PATTERN_CACHE_SIZE = 4096
+
+
 def parse_subscription(value: str) -> Pattern:
     """Parse a channel name or pattern, raising InvalidChannelError when invalid."""
     if not isinstance(value, str):
         raise InvalidChannelError(repr(value), "must be a string")
+    return _parse_pattern(value)
+
+
+@functools.lru_cache(maxsize=PATTERN_CACHE_SIZE)
+def _parse_pattern(value: str) -> Pattern:
     _check_length(value)
     segments = tuple(value.split(SEPARATOR))
     last = len(segments) - 1

@@ -207,6 +207,14 @@ class TestPatterns:
     def test_repr_shows_text(self):
         assert repr(parse_subscription("a/*")) == "Pattern('a/*')"
 
+    def test_repeated_text_shares_pattern(self):
+        assert parse_subscription("news/shared/*") is parse_subscription("news/shared/*")
+
+    def test_invalid_raises_every_time(self):
+        for _ in range(2):
+            with pytest.raises(InvalidChannelError):
+                parse_subscription("a/**/b")
+
 
 class TestMatching:
     @pytest.mark.parametrize(
