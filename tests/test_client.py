@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import gevent
 import pytest
 from gevent import socket as gevent_socket
 
@@ -14,6 +15,7 @@ from workers.client import (
     CLOSE_SHUTDOWN,
     CLOSE_SLOW_CONSUMER,
     StreamClient,
+    Wakeup,
     stream_socket,
 )
 
@@ -581,3 +583,49 @@ class TestStreamSocket:
 
     def test_missing_socket_refused(self):
         assert stream_socket(self.environ(None)) is None
+
+
+class TestWakeup:
+    def test_wait_returns_when_set(self):
+        wakeup = Wakeup()
+        wakeup.set()
+
+        with gevent.Timeout(1):
+            wakeup.wait()
+
+        assert wakeup.is_set()
+
+    def test_set_resumes_waiter(self):
+        wakeup = Wakeup()
+        waiter = gevent.spawn(wakeup.wait)
+        gevent.sleep(0)
+        assert not waiter.dead
+
+        wakeup.set()
+        waiter.join(timeout=1)
+
+        assert waiter.dead
+        assert waiter.successful()
+
+    def test_clear_makes_wait_block(self):
+        wakeup = Wakeup()
+        wakeup.set()
+        wakeup.clear()
+
+        waiter = gevent.spawn(wakeup.wait)
+        gevent.sleep(0.01)
+
+        assert not waiter.dead
+        waiter.kill()
+
+    def test_set_after_waiter_killed(self):
+        wakeup = Wakeup()
+        waiter = gevent.spawn(wakeup.wait)
+        gevent.sleep(0)
+        waiter.kill()
+
+        wakeup.set()
+        gevent.sleep(0)
+
+        assert waiter.dead
+        assert wakeup.is_set()

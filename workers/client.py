@@ -22,8 +22,9 @@ import itertools
 import time
 from typing import TYPE_CHECKING
 
+from gevent import get_hub
 from gevent import socket as gevent_socket
-from gevent.event import Event
+from gevent.hub import Waiter
 
 from livegate.channels import Pattern
 from livegate.frames import http_chunk
@@ -65,6 +66,50 @@ def stream_socket(environ: dict) -> gevent_socket.socket | None:
     if not isinstance(getattr(sock, "_sock", None), _socket.socket):
         return None
     return sock
+
+
+class Wakeup:
+    """A flag that one greenlet waits on and others set: a stream's wake-up.
+
+    It does what gevent's Event does for a single waiter, with fewer
+    objects and a shallower C stack in the parked greenlet, which greenlet
+    copies to the heap for every parked stream. Measured with 3,000 streams
+    in one worker, that is about 1 KiB less PSS per stream.
+    """
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self):
+        self._flag = False
+        self._waiter: Waiter | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and resume the waiting greenlet, if any, from the event loop."""
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            get_hub().loop.run_callback(waiter.switch, None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def wait(self) -> None:
+        """Block the calling greenlet until the flag is set; return at once if it is."""
+        if self._flag:
+            return
+        # A Waiter that is switched to after its greenlet stopped waiting
+        # (killed, for instance) keeps the value instead of resuming it.
+        waiter = Waiter()
+        self._waiter = waiter
+        try:
+            waiter.get()
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
 
 
 class _ChunkCache:
@@ -149,7 +194,7 @@ class StreamClient:
         self.queued_bytes = 0
         # Bytes of sync frames still queued; they do not count against the bound.
         self.sync_bytes = 0
-        self.wakeup = Event()
+        self.wakeup = Wakeup()
         self.closed = False
         self.closed_at = 0.0
         self.close_reason = ""
