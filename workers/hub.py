@@ -4,9 +4,11 @@ One hub runs in each gevent worker. Its ring-reader greenlet sleeps on
 the worker's wake-up socket, reads every new record, and offers each
 frame to the streams whose subscriptions match, without yielding in
 between. So no other greenlet ever sees the subscription index or a
-stream's queue half-changed. Each stream's own greenlet (the Flask response
+stream's queue half-changed. The reader writes a frame straight to a
+parked stream's socket when the socket takes it without waiting (see
+``workers/client.py``). Each stream's own greenlet (the Flask response
 generator in ``stream_events``) does the blocking work: its Redis sync
-and its socket writes.
+and the writes that cannot complete at once.
 """
 
 from __future__ import annotations
