@@ -379,6 +379,20 @@ class TestLostPubSubMessage:
         client.disconnect()
 
 
+def wait_for_ring_read(gateway, seq: int) -> None:
+    """Wait until the subscriber wrote ``seq`` and every worker read the ring up to its end."""
+    def caught_up() -> bool:
+        body = httpx.get(f"{gateway.url}/status.json", timeout=5).json()
+        workers = body["workers"]
+        return (
+            body["subscriber"]["last_seq"] >= seq
+            and len(workers) == gateway.workers
+            and all(worker["ring_lag_bytes"] == 0 for worker in workers)
+        )
+
+    wait_for(caught_up, timeout=10, message=f"both workers reading the ring past seq {seq}")
+
+
 class StreamFan:
     """Many SSE streams on raw sockets, read by one thread with a selector.
 
@@ -489,6 +503,10 @@ class TestSlowConsumer:
         main_document = {"pad": PAD, "n": 0, "sent_at": time.monotonic()}
         publisher.publish("latency/main", main_document)
         publisher.publish("latency/bulk", {"blob": ""})
+        # The first publish to a fresh Redis starts an epoch, after which the
+        # workers resynchronise every open stream with a second snapshot. The
+        # streams below open once both workers have read past it.
+        wait_for_ring_read(gateway, 2)
 
         fan = StreamFan("127.0.0.1", gateway.port, "/v1/stream?channel=latency/main", 200).start()
         stalled = stalled_socket
