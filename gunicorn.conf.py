@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fanout import pod  # noqa: E402
 from livegate.logs import configure_logging  # noqa: E402
-from livegate.settings import Settings  # noqa: E402
+from livegate.settings import SettingError, Settings  # noqa: E402
 
 # Worker processes. Each serves its share of the streams, and the pod's single
 # Redis subscriber feeds them all through the ring, whatever their number.
@@ -54,11 +54,13 @@ control_socket_disable = True
 
 
 def on_starting(server):
+    from livegate.channel_config import ChannelConfigError
+
     try:
         _start(server)
-    except ValueError as error:
-        # SettingError and ChannelConfigError: gunicorn prints a RuntimeError
-        # as one "Error: ..." line and exits 1, instead of a traceback.
+    except (SettingError, ChannelConfigError) as error:
+        # gunicorn prints a RuntimeError as one "Error: ..." line and exits
+        # 1, instead of a traceback.
         raise RuntimeError(f"{error}; fix it and start again") from None
 
 

@@ -220,8 +220,7 @@ class Publisher:
             if version == 0:
                 result = self._write(channel, 0, KIND_SNAPSHOT, b"", new_json)
             else:
-                patch = self._make_patch(old, document, len(new_json))
-                result = self._write_change(channel, version, patch, new_json)
+                result = self._write_change(channel, version, old, document, new_json)
             if result is not None:
                 return result
         raise VersionConflictError(channel, version, self.current(channel)[0])
@@ -259,8 +258,7 @@ class Publisher:
             if version == 0:
                 result = self._write(channel, 0, KIND_SNAPSHOT, b"", new_json)
             else:
-                patch = self._make_patch(old, new, len(new_json))
-                result = self._write_change(channel, version, patch, new_json)
+                result = self._write_change(channel, version, old, new, new_json)
             if result is not None:
                 return self._route(result, new)
             if base_version is not None:
@@ -270,7 +268,7 @@ class Publisher:
     def _route(self, result: PublishResult, document: Any) -> PublishResult:
         """Republish a changed document to the targets of the routing rules.
 
-        The source's publish has happened whatever a target's does; a target
+        The source's publish stands whatever happens to a target. A target
         that fails is logged and left out of ``routed``, and the next change
         of the source brings it up to date again.
         """
@@ -309,16 +307,19 @@ class Publisher:
         return make_patch(old, new)
 
     def _write_change(
-        self, channel: str, base_version: int, patch: list, new_json: bytes
+        self, channel: str, base_version: int, old: Any, new: Any, new_json: bytes
     ) -> PublishResult | None:
-        patch_json = canonical_json(patch)
+        """Publish the change from ``old`` to ``new`` as a delta, or as a snapshot.
+
+        A channel in a snapshot-mode namespace skips the patch altogether.
+        """
+        if self._config is not None and \
+                self._config.namespaces.lookup(channel).mode == MODE_SNAPSHOT:
+            return self._write(channel, base_version, KIND_SNAPSHOT, b"", new_json)
+        patch_json = canonical_json(self._make_patch(old, new, len(new_json)))
         # A patch larger than the document it produces costs every client more
         # than the document itself, so such a change travels as a snapshot.
         kind = KIND_SNAPSHOT if len(patch_json) >= len(new_json) else KIND_DELTA
-        if self._config is not None and \
-                self._config.namespaces.lookup(channel).mode == MODE_SNAPSHOT:
-            kind = KIND_SNAPSHOT
-            patch_json = b""
         return self._write(channel, base_version, kind, patch_json, new_json)
 
     def _write(

@@ -1,6 +1,6 @@
--- Sets, changes or removes one alias of livegate in one atomic step: take
--- the next global seq, store the alias with that seq, append an alias
--- envelope to the global log and PUBLISH it, so that every gateway's
+-- Sets, changes or removes one alias of livegate in one atomic step. It
+-- takes the next global seq, stores the alias with that seq, appends an
+-- alias envelope to the global log and PUBLISHes it. So every gateway's
 -- subscriber writes the change into its ring in seq order with the
 -- documents, and the gaps it repairs from the log include alias changes.
 --

@@ -30,10 +30,7 @@ from typing import Any, Iterable
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from livegate.channels import (
-    ONE_OR_MORE_SEGMENTS, ONE_SEGMENT, SEPARATOR, InvalidChannelError, Pattern,
-    parse_subscription,
-)
+from livegate.channels import ChannelPrefixes, InvalidChannelError, Pattern, parse_subscription
 from livegate.settings import ALL_CHANNELS, SettingError, Settings
 
 # The JWT claim that lists the channels and patterns a subscriber may read.
@@ -84,65 +81,6 @@ class AuthorizationError(AccessError):
 def token_fingerprint(token: str) -> str:
     """Return the first 12 hex digits of the token's SHA-256, for logs in place of the token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-
-
-# -- channel prefixes -------------------------------------------------------
-
-
-class ChannelPrefixes:
-    """A set of channel prefixes, or every channel (``**``)."""
-
-    def __init__(self, prefixes: Iterable[str]):
-        prefixes = tuple(prefixes)
-        self.everything = ALL_CHANNELS in prefixes
-        self.prefixes = prefixes
-        self._segments = tuple(
-            tuple(prefix.split(SEPARATOR)) for prefix in prefixes if prefix != ALL_CHANNELS
-        )
-
-    def covers(self, channel: str) -> bool:
-        """Return whether ``channel`` (a valid name) is a prefix or lies below one."""
-        if self.everything:
-            return True
-        for prefix in self.prefixes:
-            if channel == prefix or channel.startswith(prefix + SEPARATOR):
-                return True
-        return False
-
-    def overlaps(self, subscription: Pattern) -> bool:
-        """Return whether ``subscription`` may match at least one covered channel."""
-        if self.everything:
-            return True
-        if subscription.is_exact:
-            return self.covers(subscription.text)
-        return any(_may_match_below(subscription.segments, prefix) for prefix in self._segments)
-
-    def encloses(self, subscription: Pattern) -> bool:
-        """Return whether every channel ``subscription`` can match is covered."""
-        if self.everything:
-            return True
-        if subscription.is_exact:
-            return self.covers(subscription.text)
-        return any(_fixed_below(subscription.segments, prefix) for prefix in self._segments)
-
-
-def _may_match_below(segments: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
-    for index, expected in enumerate(prefix):
-        if index >= len(segments):
-            # The pattern's channels have fewer segments than the prefix.
-            return False
-        segment = segments[index]
-        if segment == ONE_OR_MORE_SEGMENTS:
-            return True
-        if segment != ONE_SEGMENT and segment != expected:
-            return False
-    return True
-
-
-def _fixed_below(segments: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
-    # The pattern starts with the prefix's segments as literals, so every
-    # channel it matches starts with them too.
-    return len(segments) >= len(prefix) and segments[:len(prefix)] == prefix
 
 
 # -- publishing -------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The channels file: namespaces, views and routing rules, from TOML.
 
-``LIVEGATE_CHANNELS_FILE`` names it; the gateway and the ingest process
-read it once at start and refuse to start when it is invalid, with a
-message naming the entry at fault. docs/channels.md shows every key.
+``LIVEGATE_CHANNELS_FILE`` names it. The gateway and the ingest process
+read it once at start and do not start when it is invalid, with a message
+naming the entry at fault. docs/channels.md shows every key.
 
     [namespaces."sport-livescore"]
     log_length = 500
@@ -27,7 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from livegate.channels import InvalidChannelError, validate_channel
+from livegate.channels import ChannelPrefixes, InvalidChannelError, validate_channel
 from livegate.namespaces import (
     MODES, Namespace, NamespaceTable, default_namespace, namespace_with,
 )
@@ -107,8 +107,6 @@ def parse(text: str, settings: Settings, source: str = "<text>") -> ChannelConfi
 def _namespaces(raw: object, default: Namespace, settings: Settings) -> tuple[Namespace, ...]:
     if not isinstance(raw, dict):
         raise ValueError("namespaces must be a table of tables: [namespaces.\"prefix\"]")
-    from livegate.auth import ChannelPrefixes
-
     protected = ChannelPrefixes(settings.subscribe_auth_prefixes)
     namespaces = []
     for prefix, values in raw.items():

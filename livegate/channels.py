@@ -5,9 +5,13 @@ segments separated by ``/``, with no empty segment. A pattern has the same
 shape, except that a whole segment may be ``*`` (exactly one segment) and
 the final segment may be ``**`` (one or more segments). Matching compares
 segments one by one and never builds a regular expression from input.
+``ChannelPrefixes`` decides which channels and patterns fall under a set
+of prefixes, for subscriber tokens and for namespaces.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import functools
 
@@ -142,3 +146,60 @@ def _parse_pattern(value: str) -> Pattern:
             )
         _check_segment(value, segment)
     return Pattern(value, segments)
+
+
+class ChannelPrefixes:
+    """A set of channel prefixes, or every channel (``**``)."""
+
+    def __init__(self, prefixes: Iterable[str]):
+        prefixes = tuple(prefixes)
+        self.everything = ONE_OR_MORE_SEGMENTS in prefixes
+        self.prefixes = prefixes
+        self._segments = tuple(
+            tuple(prefix.split(SEPARATOR))
+            for prefix in prefixes if prefix != ONE_OR_MORE_SEGMENTS
+        )
+
+    def covers(self, channel: str) -> bool:
+        """Return whether ``channel`` (a valid name) is a prefix or lies below one."""
+        if self.everything:
+            return True
+        for prefix in self.prefixes:
+            if channel == prefix or channel.startswith(prefix + SEPARATOR):
+                return True
+        return False
+
+    def overlaps(self, subscription: Pattern) -> bool:
+        """Return whether ``subscription`` may match at least one covered channel."""
+        if self.everything:
+            return True
+        if subscription.is_exact:
+            return self.covers(subscription.text)
+        return any(_may_match_below(subscription.segments, prefix) for prefix in self._segments)
+
+    def encloses(self, subscription: Pattern) -> bool:
+        """Return whether every channel ``subscription`` can match is covered."""
+        if self.everything:
+            return True
+        if subscription.is_exact:
+            return self.covers(subscription.text)
+        return any(_fixed_below(subscription.segments, prefix) for prefix in self._segments)
+
+
+def _may_match_below(segments: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
+    for index, expected in enumerate(prefix):
+        if index >= len(segments):
+            # The pattern's channels have fewer segments than the prefix.
+            return False
+        segment = segments[index]
+        if segment == ONE_OR_MORE_SEGMENTS:
+            return True
+        if segment != ONE_SEGMENT and segment != expected:
+            return False
+    return True
+
+
+def _fixed_below(segments: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
+    # The pattern starts with the prefix's segments as literals, so every
+    # channel it matches starts with them too.
+    return len(segments) >= len(prefix) and segments[:len(prefix)] == prefix

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from livegate.channels import SEPARATOR, Pattern
+from livegate.channels import SEPARATOR, ChannelPrefixes, Pattern
 
 MODE_DELTA = "delta"
 MODE_SNAPSHOT = "snapshot"
@@ -40,11 +40,6 @@ class Namespace:
     def is_default(self) -> bool:
         return self.prefix == ""
 
-    def covers(self, channel: str) -> bool:
-        if self.is_default:
-            return True
-        return channel == self.prefix or channel.startswith(self.prefix + SEPARATOR)
-
     def describe(self) -> str:
         return f"namespace {self.prefix!r}" if self.prefix else "the default namespace"
 
@@ -68,16 +63,16 @@ class NamespaceTable:
         self.default = default
         # Longest prefix first, so the first namespace that covers a channel is its own.
         self.namespaces = tuple(sorted(namespaces, key=lambda n: -len(n.prefix.split(SEPARATOR))))
+        self._prefixes = [(n, ChannelPrefixes((n.prefix,))) for n in self.namespaces]
         self._cache: dict[str, Namespace] = {}
-
-    def with_default(self, default: Namespace) -> "NamespaceTable":
-        return NamespaceTable(default, self.namespaces)
 
     def lookup(self, channel: str) -> Namespace:
         """Return the namespace of the valid channel name ``channel``."""
         namespace = self._cache.get(channel)
         if namespace is None:
-            namespace = next((n for n in self.namespaces if n.covers(channel)), self.default)
+            namespace = next(
+                (n for n, prefix in self._prefixes if prefix.covers(channel)), self.default
+            )
             if len(self._cache) >= 100_000:
                 self._cache.clear()
             self._cache[channel] = namespace
@@ -92,8 +87,8 @@ class NamespaceTable:
         """
         if subscription.is_exact:
             return [self.lookup(subscription.text)]
-        reached = [n for n in self.namespaces if _may_match_below(subscription, n.prefix)]
-        if not any(_fixed_below(subscription, n.prefix) for n in self.namespaces):
+        reached = [n for n, prefix in self._prefixes if prefix.overlaps(subscription)]
+        if not any(prefix.encloses(subscription) for _, prefix in self._prefixes):
             reached.append(self.default)
         return reached
 
@@ -124,22 +119,3 @@ def namespace_with(default: Namespace, prefix: str, **values) -> Namespace:
     """Return a namespace for ``prefix`` with ``values`` over the default's settings."""
     return replace(default, prefix=prefix, **values)
 
-
-def _may_match_below(subscription: Pattern, prefix: str) -> bool:
-    """Return whether the pattern may match the prefix or a channel below it."""
-    segments = subscription.segments
-    for index, expected in enumerate(prefix.split(SEPARATOR)):
-        if index >= len(segments):
-            return False
-        segment = segments[index]
-        if segment == "**":
-            return True
-        if segment != "*" and segment != expected:
-            return False
-    return True
-
-
-def _fixed_below(subscription: Pattern, prefix: str) -> bool:
-    """Return whether every channel the pattern matches lies in the prefix's namespace."""
-    fixed = tuple(prefix.split(SEPARATOR))
-    return subscription.segments[:len(fixed)] == fixed

@@ -8,7 +8,7 @@ each standing for exactly one segment: the rule
 
 publishes every document of ``provider-a/match/123`` to
 ``sport-livescore/123`` as well. Targets may in turn be sources of other
-rules; a set of rules in which a publish could come back to a channel it
+rules. A set of rules in which a publish could come back to a channel it
 started from is rejected when it is loaded, naming the rules of the loop.
 """
 

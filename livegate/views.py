@@ -5,9 +5,9 @@ the object that holds only the values at those pointers, nested as in
 the document: the view ``/teams, /score/home`` projects
 ``{"teams": [...], "score": {"home": 1, "away": 0}, "events": [...]}``
 to ``{"teams": [...], "score": {"home": 1}}``. Pointers step through
-objects only; a pointer that meets an array, a scalar or a missing key
-on its way selects nothing, and the projection of a document that is not
-an object is the empty object.
+objects only: a pointer that meets an array, a scalar or a missing key on
+its way selects nothing. The projection of a document that is not an
+object is the empty object.
 """
 
 from __future__ import annotations

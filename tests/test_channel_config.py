@@ -41,7 +41,7 @@ def load(text: str):
 
 
 class TestNamespaces:
-    def test_longest_prefix_decides_and_unknown_prefixes_take_the_defaults(self):
+    def test_lookup_longest_prefix_and_defaults(self):
         table = load(EXAMPLE).namespaces
         assert table.lookup("sport-livescore/1").log_length == 500
         assert table.lookup("sport-livescore/private/1").heartbeat_interval == 5
@@ -53,14 +53,14 @@ class TestNamespaces:
         assert (other.log_length, other.heartbeat_interval, other.auth, other.mode,
                 other.max_subscribers) == (200, 20.0, False, "delta", 0)
 
-    def test_heartbeat_is_the_shortest_of_the_namespaces_a_stream_reaches(self):
+    def test_heartbeat_shortest_reached(self):
         table = load(EXAMPLE).namespaces
         assert table.heartbeat_interval((parse_subscription("sport-livescore/1"),)) == 15
         assert table.heartbeat_interval((parse_subscription("sport-livescore/**"),)) == 5
         assert table.heartbeat_interval((parse_subscription("*/1"),)) == 15
         assert table.heartbeat_interval((parse_subscription("news/1"),)) == 20
 
-    def test_limited_and_protected_namespaces(self):
+    def test_limited_and_protected(self):
         table = load(EXAMPLE).namespaces
         assert [n.prefix for n in table.limited((parse_subscription("**"),))] == ["sport-livescore"]
         assert table.limited((parse_subscription("ticker/1"),)) == ()
@@ -79,36 +79,36 @@ class TestNamespaces:
         ("namespaces = 3", "namespaces must be a table"),
         ("[views", "not valid TOML"),
     ])
-    def test_invalid_entries_are_named(self, body, message):
+    def test_invalid_entries_named(self, body, message):
         with pytest.raises(ChannelConfigError, match="channels.toml") as raised:
             load(body)
         assert message in str(raised.value)
 
-    def test_a_namespace_cannot_open_a_prefix_the_settings_protect(self):
+    def test_auth_false_under_protected_prefix(self):
         settings = SETTINGS.replace(subscribe_auth_prefixes=("vip",))
         with pytest.raises(ChannelConfigError, match="protects it"):
             parse('[namespaces."vip/lounge"]\nauth = false', settings)
 
 
 class TestViews:
-    def test_projection_keeps_the_declared_paths_nested_as_in_the_document(self):
+    def test_projection_keeps_nested_paths(self):
         view = make_view("score", ["/teams", "/score/home", "/missing", "/status/x"])
         document = {"teams": ["A", "B"], "score": {"home": 1, "away": 0},
                     "status": "live", "events": [1, 2]}
         assert view.project(document) == {"teams": ["A", "B"], "score": {"home": 1}}
         assert view.project([1, 2]) == {}
 
-    def test_a_whole_value_wins_over_paths_inside_it(self):
+    def test_projection_whole_value_wins(self):
         view = make_view("v", ["/score/home", "/score"])
         assert view.project({"score": {"home": 1, "away": 2}}) == {"score": {"home": 1, "away": 2}}
 
-    def test_projection_does_not_share_values_with_the_document(self):
+    def test_projection_copies_values(self):
         view = make_view("v", ["/teams"])
         document = {"teams": [{"name": "A"}]}
         view.project(document)["teams"][0]["name"] = "changed"
         assert document == {"teams": [{"name": "A"}]}
 
-    def test_pointer_escapes(self):
+    def test_projection_pointer_escapes(self):
         view = make_view("v", ["/a~1b", "/c~0d"])
         assert view.project({"a/b": 1, "c~d": 2, "e": 3}) == {"a/b": 1, "c~d": 2}
 
@@ -118,7 +118,7 @@ class TestViews:
         ("v", ["a"], "must be a JSON Pointer"),
         ("v", ["/a~2"], "'~' not followed by 0 or 1"),
     ])
-    def test_invalid_views(self, name, paths, message):
+    def test_view_invalid_declarations(self, name, paths, message):
         with pytest.raises(ViewError, match=message):
             make_view(name, paths)
 
@@ -128,21 +128,21 @@ def rule(name, source, *targets):
 
 
 class TestRules:
-    def test_a_rule_republishes_under_its_targets(self):
+    def test_rule_routes_to_targets(self):
         rules = RuleSet((rule("a", "provider-a/match/{id}", "sport/{id}", "all/{id}/live"),))
         assert rules.route("provider-a/match/7") == [("a", "sport/7"), ("a", "all/7/live")]
         assert rules.route("provider-a/match/7/x") == []
         assert rules.route("provider-b/match/7") == []
 
-    def test_chains_are_followed(self):
+    def test_rule_chains_followed(self):
         rules = RuleSet((rule("first", "p/{id}", "q/{id}"), rule("second", "q/{id}", "r/{id}")))
         assert rules.route("p/1") == [("first", "q/1"), ("second", "r/1")]
 
-    def test_a_rule_into_its_own_source_is_a_loop(self):
+    def test_rule_into_own_source_loops(self):
         with pytest.raises(RuleError, match="rule 'echo' forms a loop: echo -> echo"):
             RuleSet((rule("echo", "p/{id}", "p/{id}"),))
 
-    def test_a_loop_over_several_rules_names_them(self):
+    def test_loop_names_every_rule(self):
         rules = (
             rule("to-q", "p/{id}", "q/{id}"),
             rule("to-r", "q/{id}", "r/{id}"),
@@ -152,12 +152,12 @@ class TestRules:
         with pytest.raises(RuleError, match=r"forms a loop: .*to-q -> to-r -> back -> to-q"):
             RuleSet(rules)
 
-    def test_a_loop_through_a_placeholder_is_found(self):
+    def test_loop_through_placeholder(self):
         # "x/{a}" can produce "x/p", which the second rule's source matches.
         with pytest.raises(RuleError, match="forms a loop"):
             RuleSet((rule("one", "x/{a}", "y/{a}"), rule("two", "y/{a}", "x/p")))
 
-    def test_the_loaded_file_rejects_a_loop_naming_the_rule(self):
+    def test_loaded_file_rejects_loop(self):
         body = ('[[rules]]\nname = "ping"\nsource = "a/{id}"\ntargets = ["b/{id}"]\n'
                 '[[rules]]\nname = "pong"\nsource = "b/{id}"\ntargets = ["a/{id}"]\n')
         with pytest.raises(ChannelConfigError, match="rule 'ping' forms a loop: ping -> pong -> ping"):
@@ -170,10 +170,10 @@ class TestRules:
         ({"name": "", "source": "p", "targets": ["q"]}, "needs a name"),
         ({"name": "r", "source": "p", "targets": ["q"], "when": 1}, "unknown keys: when"),
     ])
-    def test_invalid_rules(self, entry, message):
+    def test_rule_invalid_entries(self, entry, message):
         with pytest.raises(RuleError, match=message):
             make_rule(entry, 1)
 
-    def test_rule_names_are_unique(self):
+    def test_rule_names_unique(self):
         with pytest.raises(RuleError, match="repeated: r"):
             RuleSet((rule("r", "p/{id}", "q/{id}"), rule("r", "s/{id}", "t/{id}")))

@@ -1,6 +1,6 @@
 """Channel mapping end to end: aliases switched at run time, views, namespaces and rules.
 
-One gateway with two gevent workers reads a channels file; a private Redis holds the
+One gateway with two gevent workers reads a channels file, and a private Redis stores the
 channels. Clients are real SSE connections, documents are checked by applying the
 events the way a client library does (tests.support.mirror).
 """
@@ -123,7 +123,7 @@ def close_all(clients) -> None:
 
 
 class TestAliases:
-    def test_switch_moves_every_streaming_client_to_the_new_target(self, gateway, http, publisher):
+    def test_switch_moves_streaming_clients(self, gateway, http, publisher):
         first, second = "mapped/match/1", "mapped/match/2"
         documents = {first: match("Arsenal", "Chelsea"), second: match("Leeds", "Everton")}
         for channel, document in documents.items():
@@ -193,7 +193,7 @@ class TestAliases:
         finally:
             close_all(clients)
 
-    def test_alias_survives_a_restart_and_switches_on_every_gateway(
+    def test_alias_survives_restart_across_gateways(
         self, gateway, redis_server_module, channels_file, http, publisher, tmp_path
     ):
         document = match("Fulham", "Brentford")
@@ -225,7 +225,7 @@ class TestAliases:
             close_all(clients)
             fresh.stop()
 
-    def test_admin_endpoint_needs_a_token_that_covers_the_alias(self, http):
+    def test_admin_token_must_cover_alias(self, http):
         assert set_alias(http, "mapped/a", "mapped/match/1", token="wrong-token-0123456789")\
             .status_code == 401
         response = http.put("/v1/aliases/mapped/a", json={"target": "mapped/match/1"})
@@ -236,7 +236,7 @@ class TestAliases:
         assert set_alias(http, "mapped/scoped/a", "mapped/match/1", token=scoped)\
             .status_code == 200
 
-    def test_invalid_alias_changes_are_refused_with_a_reason(self, http, publisher):
+    def test_invalid_alias_changes_rejected(self, http, publisher):
         publisher.publish("mapped/match/9", match("A", "B"))
         assert set_alias(http, "mapped/x", "mapped/x").json()["error"] == "alias_is_target"
         assert set_alias(http, "mapped/match/9", "mapped/match/1").json()["error"] \
@@ -247,12 +247,16 @@ class TestAliases:
         bad_body = http.put("/v1/aliases/mapped/z", content=b"[1]",
                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert bad_body.status_code == 400
+        too_large = http.put("/v1/aliases/mapped/z", content=b" " * 5000 + b"{}",
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert too_large.status_code == 413
+        assert too_large.json()["error"] == "body_too_large"
         # Publishing to an alias name would hide the target from its subscribers.
         response = http.post("/v1/publish/mapped/y", json={"a": 1})
         assert response.status_code == 409
         assert response.json()["error"] == "channel_is_alias"
 
-    def test_removing_an_alias_keeps_its_streams_open(self, gateway, http, publisher):
+    def test_alias_removal_keeps_streams_open(self, gateway, http, publisher):
         publisher.publish("mapped/match/11", match("Q", "R"))
         assert set_alias(http, "mapped/removed", "mapped/match/11").status_code == 200
         clients = [SSEClient(f"{gateway.url}/v1/stream", params={"channel": "mapped/removed"})
@@ -269,7 +273,7 @@ class TestAliases:
         finally:
             close_all(clients)
 
-    def test_alias_to_a_channel_before_its_first_publish(self, gateway, http, publisher):
+    def test_alias_before_first_publish(self, gateway, http, publisher):
         assert set_alias(http, "mapped/early", "mapped/later/1").status_code == 200
         with SSEClient(f"{gateway.url}/v1/stream",
                        params={"channel": "mapped/early"}).start() as client:
@@ -280,7 +284,7 @@ class TestAliases:
         assert response.status_code == 404
         assert response.json()["target"] == "mapped/later/1"
 
-    def test_aliases_are_listed_and_removed(self, http, publisher):
+    def test_aliases_listed_and_removed(self, http, publisher):
         publisher.publish("mapped/match/10", match("C", "D"))
         assert set_alias(http, "mapped/listed", "mapped/match/10").status_code == 200
         again = set_alias(http, "mapped/listed", "mapped/match/10").json()
@@ -295,7 +299,7 @@ class TestAliases:
 
 
 class TestViews:
-    def test_view_clients_receive_only_their_projection_and_fewer_bytes(self, gateway, http,
+    def test_view_streams_projection_and_bytes(self, gateway, http,
                                                                         publisher):
         channels = [f"mapped/view/{n}" for n in range(5)]
         documents = {c: match(f"Home {n}", f"Away {n}") for n, c in enumerate(channels)}
@@ -354,7 +358,7 @@ class TestViews:
         finally:
             close_all(readers)
 
-    def test_an_unknown_view_is_refused_naming_the_declared_ones(self, http):
+    def test_unknown_view_rejected(self, http):
         response = http.get("/v1/stream", params={"channel": "mapped/view/1", "view": "nope"})
         assert response.status_code == 400
         assert response.json()["error"] == "unknown_view"
@@ -362,7 +366,7 @@ class TestViews:
 
 
 class TestNamespaces:
-    def test_log_length_follows_the_namespace(self, publisher, redis_server_module):
+    def test_namespace_log_length(self, publisher, redis_server_module):
         client = redis.Redis.from_url(redis_server_module.url)
         for channel in ("mapped/short/log", "mapped/other/log"):
             document = match("E", "F")
@@ -372,16 +376,16 @@ class TestNamespaces:
         assert client.zcard(f"{PREFIX}:log:mapped/short/log") == 2
         assert client.zcard(f"{PREFIX}:log:mapped/other/log") == 6
 
-    def test_heartbeat_interval_follows_the_namespace(self, gateway, publisher):
+    def test_namespace_heartbeat_interval(self, gateway, publisher):
         publisher.publish("mapped/short/beat", match("G", "H"))
         with RawSSEReader(f"{gateway.url}/v1/stream",
                           params={"channel": "mapped/short/beat"}).start() as reader:
             reader.wait_for_bytes(b": heartbeat", timeout=4)
 
-    def test_a_namespace_can_require_a_subscriber_token(self, gateway, http, publisher):
+    def test_namespace_auth_requires_token(self, gateway, http, publisher):
         publisher.publish("mapped/private/1", match("I", "J"))
-        refused = http.get("/v1/stream", params={"channel": "mapped/private/1"})
-        assert refused.status_code == 401
+        rejected = http.get("/v1/stream", params={"channel": "mapped/private/1"})
+        assert rejected.status_code == 401
         token = jwt.encode({"channels": ["mapped/private/*"], "exp": int(time.time()) + 60},
                            JWT_SECRET, algorithm="HS256")
         with SSEClient(f"{gateway.url}/v1/stream",
@@ -389,7 +393,7 @@ class TestNamespaces:
             assert client.status_code == 200
             client.wait_for(lambda events: any(e.event == "snapshot" for e in events))
 
-    def test_snapshot_mode_sends_every_change_as_a_snapshot(self, gateway, publisher,
+    def test_namespace_snapshot_mode(self, gateway, publisher,
                                                              redis_server_module):
         document = match("K", "L")
         publisher.publish("mapped/snap/1", document)
@@ -402,7 +406,7 @@ class TestNamespaces:
             kinds = {e.event for e in client.events if e.event in ("snapshot", "delta")}
             assert kinds == {"snapshot"}
 
-    def test_subscriber_limit_per_worker(self, gateway, publisher):
+    def test_namespace_subscriber_limit(self, gateway, publisher):
         publisher.publish("mapped/limited/1", match("M", "N"))
         readers = []
         try:
@@ -412,22 +416,22 @@ class TestNamespaces:
             statuses = [reader.status_code for reader in readers]
             # Two workers hold at most two streams each.
             assert statuses.count(200) <= 4
-            refused = [reader for reader in readers if reader.status_code == 503]
-            assert refused
-            assert b"namespace_full" in refused[0].body
+            rejected = [reader for reader in readers if reader.status_code == 503]
+            assert rejected
+            assert b"namespace_full" in rejected[0].body
         finally:
             close_all(readers)
 
 
 class TestRules:
-    def test_a_rule_republishes_a_publish_under_its_target(self, http):
+    def test_rule_republishes_to_target(self, http):
         document = match("O", "P")
         response = http.post("/v1/publish/mapped/provider/7", json=document)
         assert response.status_code == 200, response.text
         assert [r["channel"] for r in response.json()["routed"]] == ["mapped/live/7"]
         assert http.get("/v1/channels/mapped/live/7").json()["data"] == document
 
-    def test_a_channels_file_with_a_loop_stops_the_gateway(self, redis_server_module, tmp_path):
+    def test_rule_loop_stops_gateway(self, redis_server_module, tmp_path):
         path = tmp_path / "loop.toml"
         path.write_text('[[rules]]\nname = "ping"\nsource = "a/{id}"\ntargets = ["b/{id}"]\n'
                         '[[rules]]\nname = "pong"\nsource = "b/{id}"\ntargets = ["a/{id}"]\n')

@@ -181,7 +181,7 @@ def test_real_matches_reach_sse_clients(tmp_path, redis_server, gateway_factory)
 
 
 def mirrored_documents(events) -> dict:
-    """Return the documents a client holds after applying ``events``."""
+    """Return a client's documents after it applies ``events``."""
     mirror = Mirror()
     mirror.apply_events(e for e in events if e.event in ("snapshot", "delta"))
     return mirror.documents()
@@ -191,7 +191,7 @@ SCORE_FIELDS = ("id", "competition", "status", "minute", "stoppage", "teams", "s
 FEATURED = "sport-livescore/featured"
 
 
-def test_featured_alias_and_score_view_follow_replayed_matches(tmp_path, redis_server, gateway_factory):
+def test_replayed_alias_switch_and_view(tmp_path, redis_server, gateway_factory):
     """An editor points the featured alias at the second early match while both are played:
     every featured subscriber moves at once, and a score-view subscriber receives the
     projection of what full-document subscribers receive, for a fraction of the bytes."""
@@ -259,7 +259,7 @@ def test_featured_alias_and_score_view_follow_replayed_matches(tmp_path, redis_s
               f"({kinds['full']('snapshot')} snapshots, {kinds['full']('delta')} deltas), "
               f"ratio {ratio:.3f}")
         # The recorded matches carry no lineups or statistics, and nearly every
-        # change is a clock tick inside the view, so the saving here is small;
+        # change is a clock tick inside the view, so the saving here is small.
         # tests/test_channel_mapping.py measures changes outside a view.
         assert ratio < 1.0
     finally:

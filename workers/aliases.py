@@ -2,8 +2,8 @@
 
 The table learns every alias change three ways: from Redis when the hub
 starts, from the ALIAS records of the ring, and from the syncs of its
-streams, which read the aliases they name in the same transaction as the
-documents. Each entry keeps the seq of its change, so an older view never
+streams. A sync reads the aliases its stream names in the same
+transaction as the documents. Each entry keeps the seq of its change, so an older view never
 replaces a newer one, whichever way it arrives.
 """
 
@@ -48,10 +48,6 @@ class AliasTable:
     def target(self, alias: str) -> str | None:
         entry = self._entries.get(alias)
         return entry[0] or None if entry is not None else None
-
-    def seq(self, alias: str) -> int:
-        entry = self._entries.get(alias)
-        return entry[1] if entry is not None else 0
 
     def known(self, name: str) -> bool:
         """Return whether ``name`` is or was an alias."""

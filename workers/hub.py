@@ -82,7 +82,7 @@ class Hub:
         # Streams with a view, by view name; every frame they match is
         # checked against the stream's ``allowed`` when it has one.
         self.view_indexes: dict[str, SubscriptionIndex] = {}
-        self.view_cache = ViewCache(self.channel_config.views)
+        self.view_cache = ViewCache()
         # Streams whose ``allowed`` is None: every frame they match is theirs.
         self.index = SubscriptionIndex()
         # Streams that reach into protected channels: each frame is checked
@@ -154,7 +154,7 @@ class Hub:
             greenlet.kill(block=False)
 
     def _load_aliases(self) -> None:
-        """Read every alias from Redis once; retried until Redis answers."""
+        """Read every alias from Redis once, retrying until Redis replies."""
         store = AliasStore(self.redis, Keys(self.settings.key_prefix),
                            self.settings.global_log_length)
         attempt = 0
@@ -229,7 +229,7 @@ class Hub:
         return self.index if stream.allowed is None else self.guarded_index
 
     def full_namespace(self, limited: tuple[Namespace, ...]) -> Namespace | None:
-        """Return a namespace among ``limited`` that holds its maximum of streams, if any."""
+        """Return a namespace among ``limited`` that has reached its maximum of streams, if any."""
         for namespace in limited:
             if self.namespace_streams.get(namespace.prefix, 0) >= namespace.max_subscribers:
                 return namespace
@@ -376,7 +376,8 @@ class Hub:
         if token is None or stream.view is not None or not self.aliases.loaded:
             return False
         if any(s.is_exact and self.aliases.known(s.text) for s in stream.subscriptions):
-            # Ring frames carry the target's name; Redis knows when the alias changed.
+            # Ring frames carry the target's name, and only Redis records when
+            # the alias changed.
             return False
         replay = replay_from_ring(
             self.ring, self.ring_index, self.reader.position, stream.subscriptions, token,
@@ -475,19 +476,23 @@ class Hub:
             self._switch_alias(record)
 
     def _alias_recipients(self, alias: str):
-        """Yield the streams subscribed to ``alias`` by name, with the index they are in."""
+        """Yield the sets of streams subscribed to ``alias`` by name, in every index."""
         for index in (self.index, self.guarded_index, *self.view_indexes.values()):
             streams = index.exact_recipients(alias)
             if streams:
-                yield index, streams
+                yield streams
 
     def _dispatch_aliases(self, record, aliases: set[str]) -> None:
-        """Offer a frame to the subscribers of each alias of its channel, renamed once per alias."""
+        """Offer a frame to the subscribers of each alias of its channel, renamed once per alias.
+
+        View streams are left out: they get view frames from ``_dispatch_views``.
+        """
         for alias in aliases:
             renamed = None
-            for index, streams in self._alias_recipients(alias):
-                if index is not self.index and index is not self.guarded_index:
-                    continue  # view streams get view frames
+            for index in (self.index, self.guarded_index):
+                streams = index.exact_recipients(alias)
+                if not streams:
+                    continue
                 if renamed is None:
                     try:
                         renamed = rename_frame(record.payload, record.channel, alias)
@@ -503,15 +508,16 @@ class Hub:
     def _dispatch_views(self, record, aliases: set[str] | None) -> None:
         """Build each view's frame of a change once and offer it to that view's streams."""
         channel = record.channel
-        names = [channel, *(aliases or ())]
-        wanted: list[tuple[str, list]] = []
+        # view name -> (name on the stream, the stream sets subscribed under it)
+        wanted: dict[str, list[tuple[str, list[set]]]] = {}
         for view_name, index in self.view_indexes.items():
-            groups = []
-            for name in names:
-                groups.extend(index.recipients(name) if name == channel
-                              else [index.exact_recipients(name) or ()])
-            if any(groups):
-                wanted.append((view_name, groups))
+            named = [(channel, index.recipients(channel))]
+            for alias in aliases or ():
+                streams = index.exact_recipients(alias)
+                if streams:
+                    named.append((alias, [streams]))
+            if any(groups for _, groups in named):
+                wanted[view_name] = named
         if not wanted:
             self.view_cache.forget(channel)
             return
@@ -520,33 +526,29 @@ class Hub:
         except ViewGapError as error:
             log.info("worker pid=%s: %s; resynchronising its view streams", os.getpid(), error)
             self.stats["view_resyncs"] += 1
-            for _, groups in wanted:
-                for streams in groups:
-                    for stream in streams:
-                        stream.request_resync()
+            for named in wanted.values():
+                for _, groups in named:
+                    for streams in groups:
+                        for stream in streams:
+                            stream.request_resync()
             return
         if change is None:
             return
         snapshot_only = self.namespaces.lookup(channel).mode == MODE_SNAPSHOT
-        for view_name, _ in wanted:
+        for view_name, named in wanted.items():
             frame = self.view_cache.frame(self.channel_config.views[view_name], change,
                                           snapshot_only)
             if frame is None:
                 continue
             self.stats["view_frames"] += 1
-            index = self.view_indexes[view_name]
-            for name in names:
-                if name == channel:
-                    groups, named = index.recipients(channel), frame
-                else:
-                    streams = index.exact_recipients(name)
-                    if not streams:
-                        continue
-                    groups, named = [streams], rename_frame(frame, channel, name)
+            for name, groups in named:
+                if not groups:
+                    continue
+                renamed = frame if name == channel else rename_frame(frame, channel, name)
                 for streams in groups:
                     for stream in streams:
                         if stream.allowed is None or stream.allowed.permits(name):
-                            stream.offer(record.seq, named, same_seq=name != channel)
+                            stream.offer(record.seq, renamed, same_seq=name != channel)
 
     def _switch_alias(self, record) -> None:
         """Apply an alias change from the ring and resynchronise the alias's streams."""
@@ -555,7 +557,7 @@ class Hub:
         self.aliases.apply(alias, target, record.seq)
         self.stats["alias_switches"] += 1
         moved = 0
-        for _, streams in self._alias_recipients(alias):
+        for streams in self._alias_recipients(alias):
             for stream in streams:
                 # A stream whose sync read Redis after the change already has
                 # the new target; every other one reads it now.

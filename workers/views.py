@@ -3,9 +3,9 @@
 For every channel that a view stream of this worker reads, the worker
 keeps the channel's whole document, moved forward by each ring record.
 On a change it projects the document before and after once per view in
-use, diffs the two projections and builds one frame that all the view's
-streams share: a delta of the projection, a snapshot of it when the
-delta would be larger, or nothing when the change fell outside the view.
+use and diffs the two projections. The result is one frame that all the
+view's streams share: a delta of the projection, a snapshot of it when
+the delta would be larger, or nothing when the change fell outside the view.
 
 A view skips the versions whose changes fell outside it, so its deltas
 carry ``base_version``: the projection was the same at every version from
@@ -29,7 +29,7 @@ import jsonpointer
 import orjson
 
 from ingest.diff import diff
-from livegate.frames import FrameError, delta_data, encode_frame, snapshot_data
+from livegate.frames import delta_data, encode_frame, snapshot_data
 from livegate.views import View
 
 # Past this many cached documents the least recently changed one is dropped;
@@ -69,20 +69,18 @@ def parse_frame(payload: bytes) -> tuple[bytes, dict, str]:
 class ViewCache:
     """Documents of the channels read through views. Never yields."""
 
-    def __init__(self, views: dict[str, View]):
-        self.views = views
+    def __init__(self) -> None:
         self._documents: dict[str, tuple[int, Any]] = {}
         # channel -> the first version of an unbroken run of cached versions,
         # and per view the last version whose change altered its projection.
         self._since: dict[str, int] = {}
         self._view_changed: dict[str, dict[str, int]] = {}
-        self.frames_built = 0
 
     def __len__(self) -> int:
         return len(self._documents)
 
     def remember(self, channel: str, version: int, document: Any) -> None:
-        """Keep a document a sync read, unless the cache already holds a newer one."""
+        """Store a document that a sync read, unless the cache has a newer version."""
         cached = self._documents.get(channel)
         if cached is None or cached[0] < version:
             self._store(channel, version, document, continues=False)
@@ -144,13 +142,11 @@ class ViewCache:
             changed[view.name] = change.version
             patch_json = orjson.dumps(patch)
             if not snapshot_only and len(patch_json) < len(after_json):
-                self.frames_built += 1
                 data = delta_data(change.channel, change.version, patch_json)
                 if base < change.version - 1:
                     data = data[:-1] + b',"base_version":%d}' % base
                 return encode_frame(b"delta", data, change.event_id)
         changed[view.name] = change.version
-        self.frames_built += 1
         return encode_frame(b"snapshot", snapshot_data(change.channel, change.version,
                                                        after_json), change.event_id)
 
@@ -163,10 +159,3 @@ class ViewCache:
             self._since[channel] = version
             self._view_changed.pop(channel, None)
 
-
-def project_json(view: View, document_json: bytes) -> bytes:
-    """Return the compact JSON of ``view``'s projection of a stored document."""
-    try:
-        return orjson.dumps(view.project(orjson.loads(document_json)))
-    except orjson.JSONDecodeError as error:
-        raise FrameError(f"stored document is invalid JSON: {error}") from None

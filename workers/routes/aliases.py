@@ -20,6 +20,7 @@ from livegate.channels import InvalidChannelError, validate_channel
 from workers.routes.auth import access_error, bearer_token, rejections
 from workers.routes.errors import invalid_channel, json_error
 from workers.routes.gateway import gateway
+from workers.routes.publish import BodyTimeoutError, body_timeout, read_body
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,23 @@ def get_alias(name: str):
 
 @aliases.put("/v1/aliases/<channel:name>")
 def put_alias(name: str):
-    refused = _authorize(name)
-    if refused is not None:
-        return refused
+    rejection = _authorize(name)
+    if rejection is not None:
+        return rejection
+    too_large = json_error(413, "body_too_large",
+                           f"an alias body is at most {MAX_BODY_BYTES} bytes",
+                           maximum=MAX_BODY_BYTES)
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return json_error(413, "body_too_large",
-                          f"an alias body is at most {MAX_BODY_BYTES} bytes")
+        return too_large
+    timeout = gateway().settings.publish_read_timeout
     try:
-        body = orjson.loads(request.get_data(cache=False)[:MAX_BODY_BYTES + 1])
+        raw = read_body(MAX_BODY_BYTES, timeout)
+    except BodyTimeoutError:
+        return body_timeout(timeout)
+    if len(raw) > MAX_BODY_BYTES:
+        return too_large
+    try:
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         return json_error(400, "invalid_body", f"body is not valid JSON: {error}")
     target = body.get("target") if isinstance(body, dict) else None
@@ -71,9 +81,9 @@ def put_alias(name: str):
 
 @aliases.delete("/v1/aliases/<channel:name>")
 def delete_alias(name: str):
-    refused = _authorize(name)
-    if refused is not None:
-        return refused
+    rejection = _authorize(name)
+    if rejection is not None:
+        return rejection
     return _change(lambda store: store.remove(name), name)
 
 

@@ -60,14 +60,9 @@ def publish_channel(channel: str):
         return _too_large(request.content_length, limit)
     timeout = service.settings.publish_read_timeout
     try:
-        body = _read_body(limit, timeout)
+        body = read_body(limit, timeout)
     except BodyTimeoutError:
-        response = json_error(408, "request_timeout",
-                              f"the request body did not arrive within {timeout:g} s "
-                              "(LIVEGATE_PUBLISH_READ_TIMEOUT)")
-        # The rest of the body may still come; this connection is done.
-        response.headers["Connection"] = "close"
-        return response
+        return body_timeout(timeout)
     if len(body) > limit:
         return _too_large(len(body), limit)
 
@@ -118,7 +113,17 @@ class BodyTimeoutError(Exception):
     """The publish body did not arrive within LIVEGATE_PUBLISH_READ_TIMEOUT."""
 
 
-def _read_body(limit: int, timeout: float) -> bytes:
+def body_timeout(timeout: float):
+    """Return the 408 response to a body that did not arrive within ``timeout`` seconds."""
+    response = json_error(408, "request_timeout",
+                          f"the request body did not arrive within {timeout:g} s "
+                          "(LIVEGATE_PUBLISH_READ_TIMEOUT)")
+    # The rest of the body may still come; this connection is done.
+    response.headers["Connection"] = "close"
+    return response
+
+
+def read_body(limit: int, timeout: float) -> bytes:
     """Read at most ``limit + 1`` bytes of the body within ``timeout`` seconds.
 
     Reading stops one byte past the limit, so a chunked body without a
