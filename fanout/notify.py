@@ -23,24 +23,58 @@ def wakeup_address(ring_id: str, slot: int) -> str:
 
 
 class WorkerNotifier:
-    """Subscriber side: sends wake-ups to the readers of a ring."""
+    """Subscriber side: sends wake-ups to the readers of a ring.
+
+    Keeps one datagram socket connected to each slot's address, so a
+    wake-up is a plain ``send`` without the address lookup that ``sendto``
+    repeats on every call.
+    """
 
     def __init__(self, ring_id: str):
         self._ring_id = ring_id
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.setblocking(False)
+        self._sockets: dict[int, socket.socket] = {}
 
     def notify(self, slots: list[int]) -> None:
         for slot in slots:
+            sock = self._sockets.get(slot) or self._connect(slot)
+            if sock is None:
+                continue
             try:
-                self._socket.sendto(b"!", wakeup_address(self._ring_id, slot))
-            except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
-                # A full socket buffer means that worker has wake-ups pending
-                # already; a refused one means the worker is gone or starting.
+                sock.send(b"!")
+            except BlockingIOError:
+                # A full socket buffer means that worker has wake-ups pending already.
                 pass
+            except OSError:
+                # The worker that had the slot is gone (ECONNREFUSED). Its
+                # successor binds the same address: connect again and retry once.
+                self._forget(slot)
+                sock = self._connect(slot)
+                if sock is not None:
+                    try:
+                        sock.send(b"!")
+                    except OSError:
+                        pass
+
+    def _connect(self, slot: int) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(wakeup_address(self._ring_id, slot))
+        except OSError:
+            # Nothing bound yet (a worker that is starting): try at the next batch.
+            sock.close()
+            return None
+        self._sockets[slot] = sock
+        return sock
+
+    def _forget(self, slot: int) -> None:
+        sock = self._sockets.pop(slot, None)
+        if sock is not None:
+            sock.close()
 
     def close(self) -> None:
-        self._socket.close()
+        for slot in list(self._sockets):
+            self._forget(slot)
 
 
 def bind_wakeup_socket(ring_id: str, slot: int) -> socket.socket:

@@ -29,6 +29,7 @@ import redis
 
 from fanout import metrics
 from fanout import ring as ring_layout
+from fanout.bus import BusSubscription
 from fanout.notify import WorkerNotifier
 from livegate.channels import InvalidChannelError, validate_channel
 from livegate.frames import FrameError, compact_json, delta_data, encode_frame, snapshot_data
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.5
 RECEIVE_TIMEOUT = 0.2
-MAX_BATCH = 1000
+SUBSCRIBE_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
 # At most this many log lines per kind of invalid message per minute.
@@ -82,6 +83,7 @@ class Subscriber:
         self._parent_pid = os.getppid()
         self._stopping = False
         self._pending_notify = False
+        self._batch_window = settings.batch_window_ms / 1000
         self._last_status = 0.0
         self._invalid_logged: dict[str, list[float]] = {}
         self.invalid_messages = 0
@@ -121,11 +123,12 @@ class Subscriber:
                 self._settings, socket_timeout=5, socket_connect_timeout=2,
                 health_check_interval=10,
             )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            subscription: BusSubscription | None = None
             try:
-                # Connect and subscribe before catching up, so nothing
-                # published after the catch-up read can be missed.
-                pubsub.subscribe(self._keys.bus)
+                # Subscribe before catching up, so nothing published after
+                # the catch-up read can be missed.
+                subscription = BusSubscription(client, self._keys.bus)
+                subscription.wait_subscribed(SUBSCRIBE_TIMEOUT)
                 self._catch_up(client)
                 self._publish_status(ring_layout.SUBSCRIBER_CONNECTED)
                 if outage_started is not None:
@@ -135,7 +138,7 @@ class Subscriber:
                     metrics.REDIS_OUTAGE_SECONDS.inc(outage)
                     outage_started = None
                 backoff = BACKOFF_FIRST
-                self._receive(client, pubsub)
+                self._receive(client, subscription)
             except ProbeLostError as error:
                 # Nothing raised, yet nothing arrives: treat it as an outage,
                 # reconnect at once and repair from the log.
@@ -152,26 +155,28 @@ class Subscriber:
                 self._sleep(delay)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
-                _close_quietly(pubsub, client)
+                _close_quietly(subscription, client)
 
         self._publish_status(ring_layout.SUBSCRIBER_DISCONNECTED)
         log.info("subscriber stopped pid=%s last_seq=%s", os.getpid(), self._last_seq)
 
     # -- receiving ------------------------------------------------------
 
-    def _receive(self, client: redis.Redis, pubsub: redis.client.PubSub) -> None:
+    def _receive(self, client: redis.Redis, subscription: BusSubscription) -> None:
         self._probe_outstanding = None
         self._next_probe_at = time.monotonic()
         while not self._stopping:
             self._check_probe(client)
-            message = pubsub.get_message(timeout=RECEIVE_TIMEOUT)
-            batch = 0
-            while message is not None and batch < MAX_BATCH:
-                if message.get("type") == "message":
-                    self._handle_raw(client, message["data"])
-                batch += 1
-                message = pubsub.get_message(timeout=0)
+            # One batch: what arrived since the last read, written to the
+            # ring before the workers are woken once.
+            batch = subscription.read(RECEIVE_TIMEOUT)
+            for raw in batch:
+                self._handle_raw(client, raw)
             self._flush_notify()
+            if batch and self._batch_window:
+                # Updates that arrive meanwhile wait in the socket and become
+                # the next batch: one read and one wake-up per worker for all.
+                time.sleep(self._batch_window)
             self._maybe_publish_status()
             if not self._parent_alive():
                 log.warning("gunicorn master pid=%s is gone; subscriber exits", self._parent_pid)
@@ -489,8 +494,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _close_quietly(pubsub: redis.client.PubSub, client: redis.Redis) -> None:
-    for closable in (pubsub, client):
+def _close_quietly(subscription: BusSubscription | None, client: redis.Redis) -> None:
+    for closable in (subscription, client):
+        if closable is None:
+            continue
         try:
             closable.close()
         except (redis.RedisError, OSError) as error:

@@ -367,6 +367,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Age of the subscriber's heartbeat after which /readyz fails.",
     ),
     Setting(
+        "batch_window_ms", "LIVEGATE_BATCH_WINDOW_MS", 10, _integer(0, 1000), "milliseconds",
+        "After writing a batch of updates into the ring, the subscriber\n"
+        "waits this long before it reads Redis again, so that updates\n"
+        "arriving close together reach the workers in one batch with one\n"
+        "wake-up. An update that arrives after a quiet spell is written at\n"
+        "once; one that follows another within the window waits at most\n"
+        "the window. 0 writes every update as soon as it is read.",
+    ),
+    Setting(
         "probe_interval", "LIVEGATE_PROBE_INTERVAL", 5.0, _number(0.2, 300), "seconds",
         "How often the subscriber sends itself a probe through Redis Pub/Sub.\n"
         "Proves that its subscription still delivers: a failover or a\n"

@@ -26,6 +26,7 @@ EXPECTED_DEFAULTS = {
     "max_replay": 1000,
     "max_publish_bytes": 1_048_576,
     "subscriber_stale_after": 3.0,
+    "batch_window_ms": 10,
     "probe_interval": 5.0,
     "probe_timeout": 3.0,
     "shutdown_window": 5.0,
@@ -63,6 +64,7 @@ INTEGER_BOUNDS = [
     ("LIVEGATE_GLOBAL_LOG_LENGTH", "global_log_length", 10, 10_000_000),
     ("LIVEGATE_MAX_REPLAY", "max_replay", 0, 1_000_000),
     ("LIVEGATE_MAX_PUBLISH_BYTES", "max_publish_bytes", 1024, 64 << 20),
+    ("LIVEGATE_BATCH_WINDOW_MS", "batch_window_ms", 0, 1000),
 ]
 
 NUMBER_BOUNDS = [

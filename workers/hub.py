@@ -24,7 +24,7 @@ import redis
 from gevent import socket as gevent_socket
 
 from fanout import ring as ring_layout
-from fanout.notify import bind_wakeup_socket
+from fanout.notify import bind_wakeup_socket, wakeup_address
 from livegate.aliases import AliasStore
 from livegate.auth import ChannelAccess
 from livegate.channel_config import ChannelConfig
@@ -423,22 +423,42 @@ class Hub:
         if self.slot is None:
             return None
         try:
-            return bind_wakeup_socket(self.ring.ring_id, self.slot)
+            wakeup = bind_wakeup_socket(self.ring.ring_id, self.slot)
         except OSError as error:
             log.warning("worker pid=%s cannot bind wake-up socket of slot %s (%s); "
                         "polling the ring every %.0f ms instead", os.getpid(), self.slot,
                         error, READER_POLL_INTERVAL * 1000)
             return None
+        # No timeout on the wait: gevent would create and cancel a timer
+        # for every wake-up. The nudge greenlet bounds the wait instead.
+        wakeup.settimeout(None)
+        self._greenlets.append(gevent.spawn(
+            self._nudge_loop, wakeup_address(self.ring.ring_id, self.slot)))
+        return wakeup
+
+    def _nudge_loop(self, address: str) -> None:
+        """Wake the ring reader every READER_FALLBACK_INTERVAL, whatever the subscriber sends.
+
+        This bounds the delay when a wake-up is lost, refreshes the slot's
+        heartbeat on an idle pod, and lets the reader see ``stopping``.
+        """
+        sock = gevent_socket.socket(gevent_socket.AF_UNIX, gevent_socket.SOCK_DGRAM)
+        try:
+            while not self.stopping:
+                gevent.sleep(READER_FALLBACK_INTERVAL)
+                try:
+                    sock.sendto(b".", address)
+                except OSError:
+                    # A full buffer means wake-ups are pending anyway.
+                    pass
+        finally:
+            sock.close()
 
     def _wait_for_records(self, wakeup) -> None:
         if wakeup is None:
             gevent.sleep(READER_POLL_INTERVAL)
             return
-        wakeup.settimeout(READER_FALLBACK_INTERVAL)
-        try:
-            wakeup.recv(64)
-        except TimeoutError:
-            pass
+        wakeup.recv(64)
 
     def _dispatch(self, record) -> None:
         kind = record.kind
