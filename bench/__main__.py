@@ -1,9 +1,11 @@
 """Command line of the benchmark suite. Its commands:
 
-    python -m bench run --full      every scenario at the target sizes
+    python -m bench run --full      every scenario group but gzip, at the target sizes
     python -m bench run --short     a quick comparison after a change (a few minutes)
     python -m bench run --smoke     hundreds of streams: checks the harness itself
     python -m bench plan --full     list the scenarios and estimate the run's time
+    python -m bench run --full --targets livegate --only gzip
+                                    what gzip streams cost, against uncompressed ones
     python -m bench report          render the newest results into docs/benchmarks.md
 
 Results are JSON files in bench/results/ (git-ignored), one per run.
@@ -37,11 +39,10 @@ def _suite(options: argparse.Namespace):
                          f"{', '.join(sorted(runner.TARGETS))}")
     groups = tuple(options.only.split(",")) if options.only else None
     if groups:
-        known = {"matchday", "throughput", "storm", "sweep", "soak", "replay"}
-        unknown = [group for group in groups if group not in known]
+        unknown = [group for group in groups if group not in runner.GROUPS]
         if unknown:
             raise SystemExit(f"unknown scenario group {unknown[0]!r}; expected some of "
-                             f"{', '.join(sorted(known))}")
+                             f"{', '.join(runner.GROUPS)}")
     return runner.build_suite(_mode(options), targets, groups, options.workers)
 
 
@@ -53,7 +54,7 @@ def _add_suite_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--targets", help="comma-separated targets (default "
                         f"{','.join(runner.PEER_TARGETS)})")
     parser.add_argument("--only", help="comma-separated scenario groups: matchday, throughput, "
-                        "storm, sweep, soak, replay (default: all of the mode)")
+                        "storm, sweep, soak, replay, gzip (default: all of the mode but gzip)")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes of each target outside the sweep (default 2)")
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in suite:
             print(f"{scenario.name:10} {scenario.target:9} workers={scenario.workers} "
                   f"clients={scenario.clients} rate={scenario.rate:.0f}/s "
-                  f"phases={scenario.phases} ~{runner.planned_seconds(scenario):.0f} s")
+                  f"compression={scenario.compression} phases={scenario.phases} "
+                  f"~{runner.planned_seconds(scenario):.0f} s")
         total = sum(runner.planned_seconds(s) for s in suite)
         print(f"{len(suite)} scenarios, about {total / 60:.0f} min")
         return 0

@@ -11,7 +11,8 @@ share of the clients and merges their progress and results.
 Each connection binds to a source address in 127.0.0.2 .. 127.0.0.N before
 it connects, so the ephemeral ports of one source address are never the
 limit. The response is parsed incrementally: HTTP headers, chunked transfer
-encoding and SSE events. For every event whose data carries a publish time
+encoding, a gzip body (with ``--gzip``, when the server sends one) and SSE
+events. For every event whose data carries a publish time
 (a ``sent_at`` member of the document, or the value of a JSON Patch
 operation on ``/sent_at``), the delay from that time to its arrival is
 recorded in a histogram.
@@ -45,6 +46,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 
 # Connections per process. The hard open-file limit of the benchmark
 # machines is 20,000 per process, and a few descriptors stay free for the
@@ -137,10 +139,16 @@ class Histogram:
 
 
 class Stats:
-    """Counters of one measured span: events, heartbeats, bytes and publish-to-arrival delays."""
+    """Counters of one measured span: events, heartbeats, bytes and publish-to-arrival delays.
+
+    ``bytes`` counts what the sockets received, ``payload_bytes`` the
+    response bodies after chunked decoding (still compressed on a gzip
+    stream) and ``decoded_bytes`` the SSE text after gzip decoding.
+    """
 
     __slots__ = ("events", "snapshots", "deltas", "other_events", "stale_events", "heartbeats",
-                 "retry_hints", "bytes", "payload_bytes", "latency", "started", "ended")
+                 "retry_hints", "bytes", "payload_bytes", "decoded_bytes", "gzip_streams",
+                 "latency", "started", "ended")
 
     def __init__(self):
         self.events = 0
@@ -154,6 +162,9 @@ class Stats:
         self.retry_hints = 0
         self.bytes = 0
         self.payload_bytes = 0
+        self.decoded_bytes = 0
+        # Responses with Content-Encoding: gzip that started in the span.
+        self.gzip_streams = 0
         self.latency = Histogram()
         self.started = time.time()
         self.ended: float | None = None
@@ -166,6 +177,7 @@ class Stats:
             "other_events": self.other_events, "stale_events": self.stale_events,
             "heartbeats": self.heartbeats, "retry_hints": self.retry_hints,
             "bytes": self.bytes, "payload_bytes": self.payload_bytes,
+            "decoded_bytes": self.decoded_bytes, "gzip_streams": self.gzip_streams,
             "latency": self.latency.to_json(),
         }
 
@@ -173,7 +185,7 @@ class Stats:
 class Connection:
     __slots__ = (
         "index", "path", "source", "sock", "state", "outgoing", "header_buffer", "chunked",
-        "chunk_left", "raw", "sse", "carriage_return", "started", "started_wall",
+        "chunk_left", "raw", "decoder", "sse", "carriage_return", "started", "started_wall",
         "has_first_event", "has_first_snapshot", "last_event_id", "reconnects", "established",
     )
 
@@ -191,6 +203,8 @@ class Connection:
         # after a chunk's data is next.
         self.chunk_left = 0
         self.raw = b""
+        # The gzip decoder of a response with Content-Encoding: gzip, else None.
+        self.decoder = None
         self.sse = b""
         self.carriage_return = False
         self.started = 0.0
@@ -314,6 +328,7 @@ class LoadGenerator:
         conn.sse = b""
         conn.chunk_left = 0
         conn.chunked = False
+        conn.decoder = None
         conn.carriage_return = False
         conn.has_first_event = False
         conn.has_first_snapshot = False
@@ -345,6 +360,8 @@ class LoadGenerator:
         conn.state = CONNECTING
         request = b"GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n" % (
             conn.path.encode("ascii"), self.request_host)
+        if self.options.gzip:
+            request += b"Accept-Encoding: gzip\r\n"
         if conn.last_event_id is not None:
             request += b"Last-Event-ID: " + conn.last_event_id + b"\r\n"
         conn.outgoing = request + b"\r\n"
@@ -452,8 +469,13 @@ class LoadGenerator:
             return b""
         for line in lines[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            name = name.strip().lower()
+            if name == b"transfer-encoding" and b"chunked" in value.lower():
                 conn.chunked = True
+            elif name == b"content-encoding" and value.strip().lower() == b"gzip":
+                conn.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                for sink in self.sinks:
+                    sink.gzip_streams += 1
         now = time.monotonic()
         self.time_to_headers.add(now - conn.started)
         conn.state = STREAMING
@@ -505,6 +527,14 @@ class LoadGenerator:
     def _feed_events(self, conn: Connection, payload: bytes) -> None:
         for sink in self.sinks:
             sink.payload_bytes += len(payload)
+        if conn.decoder is not None:
+            try:
+                payload = conn.decoder.decompress(payload)
+            except zlib.error:
+                self.close_connection(conn, "invalid_gzip", reconnect=True)
+                return
+        for sink in self.sinks:
+            sink.decoded_bytes += len(payload)
         if conn.carriage_return:
             payload = b"\r" + payload
             conn.carriage_return = False
@@ -817,8 +847,9 @@ def merge_stats(parts: list[dict]) -> dict | None:
         return None
     combined = {"seconds": max(part["seconds"] for part in parts)}
     for name in ("events", "snapshots", "deltas", "other_events", "stale_events",
-                 "heartbeats", "retry_hints", "bytes", "payload_bytes"):
-        combined[name] = sum(part[name] for part in parts)
+                 "heartbeats", "retry_hints", "bytes", "payload_bytes", "decoded_bytes",
+                 "gzip_streams"):
+        combined[name] = sum(part.get(name, 0) for part in parts)
     histogram = Histogram()
     for part in parts:
         histogram.merge(Histogram.from_json(part["latency"]))
@@ -980,6 +1011,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source-addresses", type=int, default=16,
                         help="loopback source addresses 127.0.0.2 onwards to spread "
                         "connections over (default 16)")
+    parser.add_argument("--gzip", action="store_true",
+                        help="send Accept-Encoding: gzip and decode gzip response bodies as "
+                        "they arrive")
     parser.add_argument("--connect-timeout", type=float, default=15.0,
                         help="seconds from connect to response headers before a connection "
                         "counts as failed (default 15)")

@@ -39,7 +39,7 @@ from pathlib import Path
 import redis
 
 from bench.meter import TreeMeter, median_pss, memory_drift
-from bench.targets import REPO_ROOT, TARGETS, PrivateRedis, TargetUnavailable
+from bench.targets import REPO_ROOT, TARGETS, LivegateTarget, PrivateRedis, TargetUnavailable
 from bench.workloads import Workload, expected_burst_recipients, subscriptions_for
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ GAUGE_WAIT_SECONDS = 60.0
 
 @dataclass
 class Scenario:
-    name: str                         # matchday, throughput, storm, sweep, soak, replay
+    name: str                         # matchday, throughput, storm, sweep, soak, replay, gzip
     target: str
     clients: int
     rate: float                       # new connections per second
@@ -69,6 +69,9 @@ class Scenario:
     connect_timeout: float = 15.0
     check_gauges: bool = False
     settle_seconds: float = 3.0
+    # "gzip": livegate runs with LIVEGATE_STREAM_COMPRESSION=gzip and every
+    # stream requests gzip; "off": neither.
+    compression: str = "off"
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -221,6 +224,18 @@ def _phase_report(kind: str, window: dict, published: dict, pod: tuple, redis_cp
     return report
 
 
+def _make_target(scenario: Scenario, work_dir: Path, redis_server: PrivateRedis):
+    """Build the scenario's target; only livegate has stream compression."""
+    target_class = TARGETS[scenario.target]
+    if scenario.compression == "off":
+        return target_class(work_dir, redis_server, scenario.workers)
+    if target_class is not LivegateTarget:
+        raise ValueError(f"scenario {scenario.name}: compression {scenario.compression!r} "
+                         f"needs the livegate target, not {scenario.target}")
+    return LivegateTarget(work_dir, redis_server, scenario.workers,
+                          env={"LIVEGATE_STREAM_COMPRESSION": scenario.compression})
+
+
 def run_scenario(scenario: Scenario, work_dir: Path) -> dict:
     """Run one scenario and return its result; failures are recorded, not raised."""
     return ScenarioRun(scenario, work_dir).run()
@@ -236,7 +251,7 @@ class ScenarioRun:
         self.result: dict = {"scenario": scenario.to_json(), "machine_before": machine_state(),
                              "started_at": time.time()}
         self.redis = PrivateRedis(work_dir)
-        self.target = TARGETS[scenario.target](work_dir, self.redis, scenario.workers)
+        self.target = _make_target(scenario, work_dir, self.redis)
         self.publisher: JsonLineProcess | None = None
         self.loadgen: JsonLineProcess | None = None
         self.pod_meter: TreeMeter | None = None
@@ -246,8 +261,9 @@ class ScenarioRun:
 
     def run(self) -> dict:
         scenario = self.scenario
-        log.info("scenario %s on %s: %d clients at %.0f/s, %d workers", scenario.name,
-                 scenario.target, scenario.clients, scenario.rate, scenario.workers)
+        log.info("scenario %s on %s: %d clients at %.0f/s, %d workers, compression %s",
+                 scenario.name, scenario.target, scenario.clients, scenario.rate,
+                 scenario.workers, scenario.compression)
         try:
             self.start_servers()
             self.measure_idle()
@@ -317,6 +333,8 @@ class ScenarioRun:
                    "--churn-per-minute", str(scenario.churn_per_minute)]
         if scenario.reconnect:
             command.append("--reconnect")
+        if scenario.compression == "gzip":
+            command.append("--gzip")
 
         start = self.pod_meter.sample()
         self.loadgen = JsonLineProcess("load generator", command,
@@ -429,6 +447,8 @@ class Sizes:
     sweep_seconds: float
     soak_clients: int
     soak_seconds: float
+    gzip_clients: int
+    gzip_seconds: float
 
 
 MODES = {
@@ -436,19 +456,25 @@ MODES = {
     "smoke": Sizes(matchday_clients=300, matchday_seconds=30, burst_seconds=10,
                    throughput_clients=300, throughput_rate=50, throughput_seconds=15,
                    storm_clients=300, storm_rate=100, ramp_rate=150,
-                   sweep_clients=300, sweep_seconds=20, soak_clients=300, soak_seconds=60),
+                   sweep_clients=300, sweep_seconds=20, soak_clients=300, soak_seconds=60,
+                   gzip_clients=300, gzip_seconds=20),
     # A few minutes: a quick comparison after a change.
     "short": Sizes(matchday_clients=1000, matchday_seconds=30, burst_seconds=10,
                    throughput_clients=1000, throughput_rate=100, throughput_seconds=20,
                    storm_clients=1000, storm_rate=250, ramp_rate=250,
-                   sweep_clients=1000, sweep_seconds=30, soak_clients=1000, soak_seconds=60),
+                   sweep_clients=1000, sweep_seconds=30, soak_clients=1000, soak_seconds=60,
+                   gzip_clients=1000, gzip_seconds=30),
     # The sizes of the targets; about an hour and a half on two cores.
     "full": Sizes(matchday_clients=10_000, matchday_seconds=120, burst_seconds=20,
                   throughput_clients=5000, throughput_rate=200, throughput_seconds=60,
                   storm_clients=5000, storm_rate=500, ramp_rate=500,
-                  sweep_clients=10_000, sweep_seconds=60, soak_clients=10_000, soak_seconds=600),
+                  sweep_clients=10_000, sweep_seconds=60, soak_clients=10_000, soak_seconds=600,
+                  gzip_clients=2000, gzip_seconds=60),
 }
-# Scenario groups of each mode, in run order.
+# Scenario groups of each mode, in run order. The gzip group (match day
+# with and without compression, about three minutes in full mode) runs
+# only when named with --only.
+GROUPS = ("matchday", "throughput", "storm", "sweep", "soak", "replay", "gzip")
 MODE_GROUPS = {
     "smoke": ("matchday", "throughput", "storm", "sweep", "soak", "replay"),
     "short": ("matchday", "throughput", "storm", "replay"),
@@ -486,8 +512,14 @@ def build_suite(mode: str, targets: tuple[str, ...] = PEER_TARGETS,
                                   matchday, [("matchday", sizes.soak_seconds)],
                                   churn_per_minute=0.1, reconnect=True, check_gauges=True))
         elif group == "replay" and "livegate" in targets:
-            suite.append(Scenario("replay", "livegate", 1, 10, workers, Workload("replay"),
-                                  [("replay", 0)], settle_seconds=1.0))
+            suite += [Scenario("replay", "livegate", 1, 10, workers, Workload("replay"),
+                               [("replay", 0)], settle_seconds=1.0, compression=compression)
+                      for compression in ("off", "gzip")]
+        elif group == "gzip" and "livegate" in targets:
+            suite += [Scenario("gzip", "livegate", sizes.gzip_clients, sizes.ramp_rate, workers,
+                               matchday, [("matchday", sizes.gzip_seconds)],
+                               compression=compression)
+                      for compression in ("off", "gzip")]
     return suite
 
 
@@ -515,6 +547,8 @@ def run_suite(mode: str, suite: list[Scenario], command: str) -> Path:
              document["planned_seconds"], path)
     for number, scenario in enumerate(suite, 1):
         work_dir = work_root / f"{number:02d}-{scenario.name}-{scenario.target}-w{scenario.workers}"
+        if scenario.compression != "off":
+            work_dir = work_dir.with_name(f"{work_dir.name}-{scenario.compression}")
         document["scenarios"].append(run_scenario(scenario, work_dir))
         document["machine_end"] = machine_state()
         path.write_text(json.dumps(document, indent=1))

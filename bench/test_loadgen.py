@@ -7,7 +7,9 @@ Not part of the main suite (pytest.ini collects tests/ only): run them with
 from __future__ import annotations
 
 import argparse
+import socket
 import time
+import zlib
 
 import pytest
 
@@ -67,6 +69,55 @@ def test_chunked_stream_any_split(split):
     assert load.total.payload_bytes == len(payload)
     assert conn.last_event_id == b"e-2"
     assert load.time_to_first_snapshot.count == 1
+
+
+def gzip_flushed(payload: bytes) -> bytes:
+    """Compress ``payload`` as a gzip stream flushed after every SSE event, as the gateway does."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 10, 3)
+    pieces = [compressor.compress(event + b"\n\n") + compressor.flush(zlib.Z_SYNC_FLUSH)
+              for event in payload.split(b"\n\n")[:-1]]
+    return b"".join(pieces) + compressor.flush(zlib.Z_FINISH)
+
+
+@pytest.mark.parametrize("split", [1, 3, 64, 10_000])
+def test_gzip_stream_any_split(split):
+    load = generator()
+    conn = streaming_connection(load)
+    payload = SSE % time.time()
+    body = gzip_flushed(payload)
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
+    conn.state = 2  # reading headers
+    wire = head + chunked(body, 7)
+    for start in range(0, len(wire), split):
+        data = wire[start:start + split]
+        if conn.state == 2:
+            data = load._read_headers(conn, data)
+            if not data:
+                continue
+        data = load._dechunk(conn, data)
+        if data:
+            load._feed_events(conn, data)
+    assert conn.decoder is not None
+    assert load.total.gzip_streams == 1
+    assert load.total.snapshots == 1
+    assert load.total.deltas == 1
+    assert load.total.heartbeats == 1
+    assert load.total.payload_bytes == len(body)
+    assert load.total.decoded_bytes == len(payload)
+
+
+def test_invalid_gzip_closes():
+    load = generator()
+    conn = streaming_connection(load)
+    conn.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    conn.sock = socket.socket()  # never connected; close_connection closes it
+    load.open = 1
+
+    load._feed_events(conn, b"not gzip at all")
+
+    assert load.failures == {"invalid_gzip": 1}
+    assert conn.sock is None
 
 
 def test_crlf_line_endings():

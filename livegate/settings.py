@@ -310,6 +310,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Linux doubles the value and caps it at net.core.wmem_max.",
     ),
     Setting(
+        "stream_compression", "LIVEGATE_STREAM_COMPRESSION", "off", _choice("off", "gzip"),
+        "mode",
+        "gzip: compress the stream of every client whose Accept-Encoding\n"
+        "allows gzip, flushed after every write so that each event can be\n"
+        "decoded as it arrives. Each compressed stream holds its own zlib\n"
+        "compressor (see LIVEGATE_STREAM_COMPRESSION_WINDOW_BITS) and\n"
+        "compresses every frame itself, while uncompressed frames are\n"
+        "encoded once for all streams. off: no stream is compressed.",
+    ),
+    Setting(
+        "stream_compression_window_bits", "LIVEGATE_STREAM_COMPRESSION_WINDOW_BITS", 10,
+        _integer(9, 15), "bits",
+        "Size of each compressed stream's gzip window, as a power of two\n"
+        "(zlib's windowBits): 10 is 1 KiB. The zlib state of one stream\n"
+        "takes about 14 KiB at 10, 22 KiB at 11 and 262 KiB at 15. A larger\n"
+        "window finds repeats further back, which pays off for streams that\n"
+        "receive many large snapshots at once.",
+    ),
+    Setting(
         "max_subscriptions", "LIVEGATE_MAX_SUBSCRIPTIONS", 50, _integer(1, 10_000), "count",
         "Maximum channel and pattern parameters on one stream request.",
     ),

@@ -1,19 +1,27 @@
-"""Unit tests of workers.client.StreamClient: ordering, sync buffering, bounds and close."""
+"""Unit tests of workers.client.StreamClient: ordering, sync buffering, bounds and close.
+
+GzipStreamClient gets the same direct-write checks, with the body decoded
+as a client would.
+"""
 
 from __future__ import annotations
 
+import random
 import socket
+import zlib
 
 import gevent
 import pytest
 from gevent import socket as gevent_socket
 
 from livegate.channels import parse_subscription
+from livegate.compression import new_gzip_compressor
 from livegate.frames import http_chunk
 from workers.client import (
     CLOSE_CLIENT_GONE,
     CLOSE_SHUTDOWN,
     CLOSE_SLOW_CONSUMER,
+    GzipStreamClient,
     StreamClient,
     Wakeup,
     stream_socket,
@@ -371,18 +379,23 @@ def read_available(peer: socket.socket) -> bytes:
         received += data
 
 
-def dechunk(wire: bytes) -> bytes:
-    """Return the payload of a run of whole HTTP/1.1 chunks; fail on broken framing."""
-    payload = b""
+def split_chunks(wire: bytes) -> list[bytes]:
+    """Return the payloads of a run of whole HTTP/1.1 chunks; fail on broken framing."""
+    payloads = []
     while wire:
         head, separator, wire = wire.partition(b"\r\n")
         assert separator, f"chunk size line without CRLF: {head[:20]!r}"
         size = int(head, 16)
         assert size > 0, "an empty chunk would end the response"
         assert wire[size:size + 2] == b"\r\n", f"chunk of {size} bytes not followed by CRLF"
-        payload += wire[:size]
+        payloads.append(wire[:size])
         wire = wire[size + 2:]
-    return payload
+    return payloads
+
+
+def dechunk(wire: bytes) -> bytes:
+    """Return the payload of a run of whole HTTP/1.1 chunks; fail on broken framing."""
+    return b"".join(split_chunks(wire))
 
 
 @pytest.fixture
@@ -501,6 +514,206 @@ class TestDirectWrite:
 
         assert read_available(peer) == http_chunk(b": heartbeat\n\n")
         assert client.queue == []
+
+
+def gzip_stats() -> dict:
+    return {"frames_sent": 0, "bytes_sent": 0, "compression_input_bytes": 0,
+            "compression_output_bytes": 0}
+
+
+def gzip_client(stats: dict | None = None, max_queue_bytes: int = 1 << 20) -> GzipStreamClient:
+    """Return a gzip stream whose first sync is done, with a window of 2**10 bytes."""
+    client = GzipStreamClient((parse_subscription("a/*"),), max_queue_bytes, since=None,
+                              remote="127.0.0.1", compressor=new_gzip_compressor(10),
+                              stats=stats if stats is not None else gzip_stats())
+    client.finish_sync("epoch1", 0, [])
+    return client
+
+
+def parked_gzip_client(server: gevent_socket.socket, stats: dict | None = None) -> GzipStreamClient:
+    client = gzip_client(stats)
+    client.attach_socket(server, client.stats)
+    assert client.park()
+    return client
+
+
+def gunzip(body: bytes) -> bytes:
+    """Decode gzip bytes that need not end the member, as a streaming client does."""
+    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body)
+
+
+def incompressible(seq: int, size: int) -> bytes:
+    return b"%05d" % seq + random.Random(seq).randbytes(size)
+
+
+class ScriptedSocket:
+    """A socket stand-in whose send() takes the next count of a script, or raises BlockingIOError on None."""
+
+    def __init__(self, script: list[int | None]):
+        self.script = list(script)
+        self.received = b""
+
+    def send(self, data: bytes) -> int:
+        count = self.script.pop(0) if self.script else len(data)
+        if count is None:
+            raise BlockingIOError
+        self.received += data[:count]
+        return min(count, len(data))
+
+
+def scripted_gzip_client(script: list[int | None]) -> tuple[GzipStreamClient, ScriptedSocket]:
+    client = gzip_client()
+    sock = ScriptedSocket(script)
+    client.socket = sock
+    assert client.park()
+    return client, sock
+
+
+class TestGzipStream:
+    def test_direct_write_decodes_at_once(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_gzip_client(server)
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+        for seq, frame in enumerate([b"event: delta\ndata: {}\n\n", b": heartbeat\n\n"], 1):
+            client.offer(seq, frame)
+            wire = read_available(peer)
+
+            assert decoder.decompress(dechunk(wire)) == frame
+        assert client.parked is True
+        assert client.queue == []
+
+    def test_direct_writes_one_chunk_each(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_gzip_client(server)
+        frames = [b"frame %d\n\n" % seq for seq in range(1, 4)]
+
+        for seq, frame in enumerate(frames, 1):
+            client.offer(seq, frame)
+        chunks = split_chunks(read_available(peer))
+
+        assert len(chunks) == 3
+        assert chunks[0][:2] == b"\x1f\x8b", "the first chunk starts with the gzip header"
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        assert [decoder.decompress(chunk) for chunk in chunks] == frames
+
+    def test_take_compresses_queue(self):
+        client = gzip_client()
+
+        client.offer(1, b"one\n\n")
+        client.offer(2, b"two\n\n")
+        body = client.take()
+
+        assert client.queue == []
+        assert client.queued_bytes == 0
+        assert gunzip(body) == b"one\n\ntwo\n\n"
+
+    def test_encode_and_take_share_compressor(self):
+        client = gzip_client()
+
+        body = client.encode(b"retry: 2000\n\n")
+        client.offer(1, b"event: snapshot\n\n")
+        body += client.take()
+
+        assert gunzip(body) == b"retry: 2000\n\nevent: snapshot\n\n"
+
+    def test_encode_end_finishes_member(self):
+        client = gzip_client()
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+        body = client.encode(b"retry: 2000\n\n") + client.encode_end(b"retry: 4000\n\n")
+
+        assert decoder.decompress(body) == b"retry: 2000\n\nretry: 4000\n\n"
+        assert decoder.eof
+        assert decoder.unused_data == b""
+
+    def test_counts_bytes(self, socket_pair):
+        server, peer = socket_pair
+        stats = gzip_stats()
+        client = parked_gzip_client(server, stats)
+        frame = b"event: delta\ndata: {}\n\n"
+
+        client.offer(1, frame)
+        wire = read_available(peer)
+
+        assert stats["frames_sent"] == 1
+        assert stats["bytes_sent"] == len(frame)
+        assert stats["compression_input_bytes"] == len(frame)
+        assert stats["compression_output_bytes"] == len(dechunk(wire))
+
+    def test_partial_send_keeps_rest(self):
+        client, sock = scripted_gzip_client([3])
+        frame = b"event: delta\ndata: {}\n\n"
+
+        client.offer(1, frame)
+
+        assert len(sock.received) == 3
+        assert client.unsent
+        assert client.parked is False
+        assert client.wakeup.is_set()
+        client.offer(2, b"second\n\n")
+        assert client.queue == [b"second\n\n"]
+        wire = sock.received + client.take_wire()
+        assert gunzip(dechunk(wire)) == frame + b"second\n\n"
+
+    def test_blocked_send_keeps_whole_chunk(self):
+        # The compressor has consumed the frame, so it must not be queued
+        # and compressed a second time.
+        client, sock = scripted_gzip_client([None])
+        frame = b"event: delta\ndata: {}\n\n"
+
+        client.offer(1, frame)
+
+        assert sock.received == b""
+        assert client.queue == []
+        assert client.parked is False
+        assert len(split_chunks(client.unsent)) == 1
+        assert gunzip(dechunk(client.take_wire())) == frame
+
+    def test_resync_drops_queued_frames_unseen(self):
+        client = gzip_client()
+        client.offer(1, b"dropped\n\n")
+
+        client.request_resync()
+        client.finish_sync("epoch1", 5, [b"snapshot\n\n"])
+        body = client.take()
+
+        assert gunzip(body) == b"snapshot\n\n"
+
+    def test_full_socket_keeps_order(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_gzip_client(server)
+        frames = [incompressible(seq, 1000) for seq in range(1, 200)]
+
+        for seq, frame in enumerate(frames, 1):
+            client.offer(seq, frame)
+
+        assert client.parked is False
+        assert client.unsent or client.queue
+        wire = read_available(peer) + client.take_wire()
+        assert gunzip(dechunk(wire)) == b"".join(frames)
+
+    def test_partial_tcp_write_completed_by_take_wire(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_gzip_client(server)
+        frames = [incompressible(seq, 3000) for seq in range(1, 40)]
+
+        for seq, frame in enumerate(frames, 1):
+            client.offer(seq, frame)
+            if client.unsent:
+                break
+        assert client.unsent, "no direct write was partial; the buffers are too large"
+        for seq, frame in enumerate(frames[seq:], seq + 1):
+            client.offer(seq, frame)
+        wire = read_available(peer) + client.take_wire()
+
+        assert client.unsent == b""
+        assert client.queue == []
+        assert gunzip(dechunk(wire)) == b"".join(frames)
+
+    def test_plain_stream_has_no_compressor_slot(self):
+        assert "compressor" not in StreamClient.__slots__
+        assert not hasattr(make_client(), "__dict__")
 
 
 class TestPark:

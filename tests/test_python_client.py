@@ -2,7 +2,7 @@
 
 Against a live gateway: the documents it prints equal the published ones,
 it resumes with Last-Event-ID after a gateway restart and after a frozen
-connection without receiving a snapshot again. Against scripted responses
+connection without receiving a snapshot again, and it reads a gzip stream. Against scripted responses
 (httpx.MockTransport): resynchronisation after a failed patch, the retry:
 delay, backoff, and the statuses it gives up on.
 """
@@ -279,6 +279,51 @@ class TestSubscriptionLive:
         assert received[-1].version == feed.versions[channel]
         assert subscription.reconnects >= 1
         assert subscription.connections >= 2
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """httpx's own transport, keeping the headers of every response it returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response_headers: list[httpx.Headers] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.response_headers.append(response.headers)
+        return response
+
+
+class TestSubscriptionGzip:
+    def test_decodes_compressed_stream(self, redis_server, gateway_factory):
+        # httpx sends Accept-Encoding: gzip by default and decodes each read as it arrives.
+        gateway = gateway_factory(redis_server.url, workers=1,
+                                  env={"LIVEGATE_STREAM_COMPRESSION": "gzip",
+                                       "LIVEGATE_HEARTBEAT_INTERVAL": "1"})
+        feed = Feed(redis_server.url, 2, prefix="gzip-client")
+        feed.publish_all()
+        transport = RecordingTransport()
+        subscription = Subscription(gateway.url, ["gzip-client/*"], transport=transport)
+        received: list[Update] = []
+        reader = threading.Thread(target=lambda: received.extend(subscription), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: len(received) >= 2, timeout=10, message="two snapshots")
+            changed = feed.tick(3)
+            # The stream stays open, so every delta was decoded from the
+            # bytes received so far, not at the end of the body.
+            wait_for(lambda: len(received) >= 2 + changed, timeout=15, message="the deltas")
+        finally:
+            subscription.close()
+            reader.join(timeout=5)
+
+        assert transport.response_headers[0]["content-encoding"] == "gzip"
+        assert [update.event for update in received] == ["snapshot"] * 2 + ["delta"] * changed
+        assert subscription.documents == {
+            channel: ChannelDocument(feed.published[channel], feed.versions[channel])
+            for channel in feed.published
+        }
+        assert subscription.connections == 1
 
 
 # --- scripted responses ------------------------------------------------------------------

@@ -20,6 +20,8 @@ EXPECTED_DEFAULTS = {
     "retry_jitter_ms": 3000,
     "client_queue_bytes": 1_048_576,
     "stream_send_buffer_bytes": 262_144,
+    "stream_compression": "off",
+    "stream_compression_window_bits": 10,
     "max_subscriptions": 50,
     "channel_log_length": 200,
     "global_log_length": 10_000,
@@ -59,6 +61,7 @@ INTEGER_BOUNDS = [
     ("LIVEGATE_RETRY_JITTER_MS", "retry_jitter_ms", 0, 600_000),
     ("LIVEGATE_CLIENT_QUEUE_BYTES", "client_queue_bytes", 4096, 1 << 30),
     ("LIVEGATE_STREAM_SEND_BUFFER_BYTES", "stream_send_buffer_bytes", 0, 1 << 26),
+    ("LIVEGATE_STREAM_COMPRESSION_WINDOW_BITS", "stream_compression_window_bits", 9, 15),
     ("LIVEGATE_MAX_SUBSCRIPTIONS", "max_subscriptions", 1, 10_000),
     ("LIVEGATE_CHANNEL_LOG_LENGTH", "channel_log_length", 1, 1_000_000),
     ("LIVEGATE_GLOBAL_LOG_LENGTH", "global_log_length", 10, 10_000_000),
@@ -80,6 +83,7 @@ ALL_VARIABLES = [
     "LIVEGATE_KEY_PREFIX",
     "LIVEGATE_LOG_LEVEL",
     "LIVEGATE_LOG_FORMAT",
+    "LIVEGATE_STREAM_COMPRESSION",
     *(env for env, _, _, _ in INTEGER_BOUNDS),
     *(env for env, _, _, _ in NUMBER_BOUNDS),
 ]
@@ -166,6 +170,18 @@ class TestParsing:
     def test_log_format_invalid(self):
         with pytest.raises(SettingError, match="must be one of text, json"):
             Settings.from_env({"LIVEGATE_LOG_FORMAT": "yaml"})
+
+    @pytest.mark.parametrize("raw, expected", [("gzip", "gzip"), (" GZIP ", "gzip"),
+                                               ("off", "off"), ("Off", "off")])
+    def test_stream_compression(self, raw, expected):
+        assert Settings.from_env({"LIVEGATE_STREAM_COMPRESSION": raw}).stream_compression == expected
+
+    @pytest.mark.parametrize("raw", ["on", "deflate", "br", "gzip,br", "true"])
+    def test_stream_compression_invalid(self, raw):
+        with pytest.raises(SettingError, match="must be one of off, gzip") as caught:
+            Settings.from_env({"LIVEGATE_STREAM_COMPRESSION": raw})
+
+        assert_names_variable(caught.value, "LIVEGATE_STREAM_COMPRESSION", raw)
 
     def test_integer_with_spaces(self):
         assert Settings.from_env({"LIVEGATE_RETRY_MS": " 1500 "}).retry_ms == 1500

@@ -13,6 +13,11 @@ Direct writes bypass gunicorn's response writer, so they frame each write
 as an HTTP/1.1 chunk themselves, exactly as gunicorn frames the items of a
 response body that has no Content-Length. ``stream_socket`` decides when
 that framing is the right one.
+
+A stream whose client accepts gzip, on a gateway that offers it, is a
+``GzipStreamClient``: the same queue and writes, with every byte of its
+body passed through its own compressor. Every other stream pays nothing
+for that.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import _socket
 import itertools
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 from gevent import get_hub
@@ -212,11 +218,13 @@ class StreamClient:
         # unsent and no sync due: only then may another greenlet write to
         # the socket, because no write of the stream's own is in progress.
         self.parked = False
-        # The rest of an HTTP chunk that a direct write sent only in part.
-        # It must reach the socket before anything else, whatever happens
-        # to the queue, or the chunked framing breaks.
+        # The rest of an HTTP chunk that a direct write sent only in part
+        # (or, on a GzipStreamClient, not at all). It must reach the socket
+        # before anything else, whatever happens to the queue, or the
+        # chunked framing breaks.
         self.unsent = b""
-        # The hub's counters, which direct writes update (frames_sent, bytes_sent).
+        # The hub's counters, which direct writes update (frames_sent, bytes_sent),
+        # and a GzipStreamClient's compressor (compression_*_bytes).
         self.stats: dict[str, int] | None = None
 
     def offer(self, seq: int, frame: bytes, same_seq: bool = False) -> None:
@@ -368,3 +376,85 @@ class StreamClient:
         self.close_reason = reason
         self.final_frame = final_frame
         self.wakeup.set()
+
+    def encode(self, data: bytes) -> bytes:
+        """Return ``data`` as bytes of the response body: here unchanged."""
+        return data
+
+    def encode_end(self, data: bytes) -> bytes:
+        """Return ``data`` as the last bytes of the response body: here unchanged."""
+        return data
+
+
+class GzipStreamClient(StreamClient):
+    """A stream whose response body is gzip, from one compressor of its own.
+
+    Invariant: the compressor's output reaches the socket in the order it
+    was produced, each byte exactly once, because every byte depends on
+    the compressor's state after the bytes before it. So a frame is
+    compressed only when it is about to be written: by ``_write_now``, by
+    ``take`` (called by ``take_wire`` and by the stream's greenlet) and by
+    ``encode`` for the first and last items of the body. A direct write
+    that the socket takes only in part, or not at all, keeps the rest in
+    ``unsent``. Queued frames stay uncompressed, so the queue bound and a
+    resync's ``queue.clear()`` work as for any stream.
+    """
+
+    __slots__ = ("compressor",)
+
+    def __init__(self, *args, compressor, stats: dict[str, int], **kwargs):
+        super().__init__(*args, **kwargs)
+        # A zlib compressor from livegate.compression.new_gzip_compressor.
+        self.compressor = compressor
+        # Set here, not only by attach_socket: streams that gunicorn writes
+        # count their compressed bytes too.
+        self.stats = stats
+
+    def encode(self, data: bytes) -> bytes:
+        """Compress ``data`` and flush, so the client can decode everything sent so far."""
+        compressor = self.compressor
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self._count(len(data), len(compressed))
+        return compressed
+
+    def encode_end(self, data: bytes) -> bytes:
+        """Compress ``data`` and end the gzip member with its trailer."""
+        compressor = self.compressor
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+        self._count(len(data), len(compressed))
+        return compressed
+
+    def _count(self, size: int, compressed_size: int) -> None:
+        stats = self.stats
+        stats["compression_input_bytes"] += size
+        stats["compression_output_bytes"] += compressed_size
+
+    def take(self) -> bytes:
+        """Return every queued frame compressed as one piece, and empty the queue."""
+        return self.encode(super().take())
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Compress and send ``frame`` without blocking. Always returns True.
+
+        Once compressed, the frame is part of the body, so a socket that
+        takes none of it leaves the whole chunk in ``unsent`` rather than
+        the frame in the queue, and the stream's greenlet sends it.
+        """
+        chunk = http_chunk(self.encode(frame))
+        try:
+            sent = self.socket.send(chunk)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # The peer is gone (EPIPE, ECONNRESET); the greenlet ends the stream.
+            self.close(CLOSE_CLIENT_GONE)
+            return True
+        if sent < len(chunk):
+            self.parked = False
+            self.unsent = chunk[sent:]
+            self.wakeup.set()
+        self.last_sent = time.monotonic()
+        stats = self.stats
+        stats["frames_sent"] += 1
+        stats["bytes_sent"] += len(frame)
+        return True

@@ -28,6 +28,7 @@ from fanout.notify import bind_wakeup_socket, wakeup_address
 from livegate.aliases import AliasStore
 from livegate.auth import ChannelAccess
 from livegate.channel_config import ChannelConfig
+from livegate.compression import new_gzip_compressor
 from livegate.frames import FrameError, encode_frame, retry_frame
 from livegate.ids import parse_event_id
 from livegate.namespaces import MODE_SNAPSHOT, Namespace
@@ -38,7 +39,7 @@ from livegate.wire import Keys
 from workers.aliases import AliasTable, rename_frame
 from workers.client import (
     CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED,
-    CLOSE_TOKEN_EXPIRED, StreamClient, stream_socket,
+    CLOSE_TOKEN_EXPIRED, GzipStreamClient, StreamClient, stream_socket,
 )
 from workers.heartbeat import HeartbeatLoop
 from workers.matcher import SubscriptionIndex
@@ -106,7 +107,8 @@ class Hub:
             "snapshots_sent": 0, "deltas_replayed": 0, "ring_overruns": 0, "resyncs": 0,
             "resumes_from_ring": 0, "resumes_from_redis": 0, "frames_sent": 0, "bytes_sent": 0,
             "frames_offered": 0, "tokens_expired": 0, "alias_switches": 0,
-            "view_frames": 0, "view_resyncs": 0,
+            "view_frames": 0, "view_resyncs": 0, "compressed_streams_opened": 0,
+            "compression_input_bytes": 0, "compression_output_bytes": 0,
         }
         self._greenlets: list[gevent.Greenlet] = []
         self._heartbeat = HeartbeatLoop(self, self.namespaces.smallest_interval())
@@ -195,18 +197,30 @@ class Hub:
         expires_at: float | None = None,
         view: View | None = None,
         limited: tuple[Namespace, ...] = (),
+        gzip: bool = False,
     ) -> StreamClient:
         """Register a new stream. ``expires_at`` is the Unix time its token expires.
 
         ``limited`` are the namespaces with a subscriber limit that the
         stream reaches (see ``full_namespace``); the stream counts against each.
+        With ``gzip`` the stream's body is gzip from a compressor of its own.
         """
         deadline = None
         if expires_at is not None:
             deadline = time.monotonic() + (expires_at - time.time())
-        stream = StreamClient(subscriptions, self.settings.client_queue_bytes, since, remote,
-                              allowed=allowed, expires_at=deadline, view=view,
-                              heartbeat_interval=self.namespaces.heartbeat_interval(subscriptions))
+        options = {
+            "allowed": allowed, "expires_at": deadline, "view": view,
+            "heartbeat_interval": self.namespaces.heartbeat_interval(subscriptions),
+        }
+        settings = self.settings
+        if gzip:
+            compressor = new_gzip_compressor(settings.stream_compression_window_bits)
+            stream = GzipStreamClient(subscriptions, settings.client_queue_bytes, since, remote,
+                                      compressor=compressor, stats=self.stats, **options)
+            self.stats["compressed_streams_opened"] += 1
+        else:
+            stream = StreamClient(subscriptions, settings.client_queue_bytes, since, remote,
+                                  **options)
         stream.namespaces = tuple(namespace.prefix for namespace in limited)
         for prefix in stream.namespaces:
             self.namespace_streams[prefix] = self.namespace_streams.get(prefix, 0) + 1
@@ -295,15 +309,17 @@ class Hub:
         With ``sock`` (see ``stream_socket``), everything after the first
         item is written to the socket as HTTP chunks by the stream itself and
         by the ring reader, and this generator yields only the first and
-        the final frame to gunicorn. Response headers are already fixed
-        when this runs, so a failure ends the stream (the client reconnects
-        and resumes) instead of an error.
+        the final frame to gunicorn. Every byte of the body, on either path,
+        passes through the stream's ``encode``, ``encode_end`` or ``take``,
+        which compress it on a gzip stream. Response headers are already
+        fixed when this runs, so a failure ends the stream (the client
+        reconnects and resumes) instead of an error.
         """
         stream.greenlet = gevent.getcurrent()
         synced_generation = 0
         try:
             # Phase: the retry hint goes out at once, with the headers.
-            yield self.retry_frame()
+            yield stream.encode(self.retry_frame())
             if sock is not None:
                 stream.attach_socket(sock, self.stats)
 
@@ -335,7 +351,7 @@ class Hub:
                 if stream.unsent:
                     sock.sendall(stream.unsent)
                     stream.unsent = b""
-                yield stream.final_frame or self.retry_frame()
+                yield stream.encode_end(stream.final_frame or self.retry_frame())
         finally:
             stream.parked = False
             self.close_stream(stream)

@@ -37,7 +37,8 @@ WORKER_FRAMES_SENT = Gauge(
 COUNTERS = {
     "frames_sent": Counter("livegate_frames_sent_total",
                            "SSE frames written to streams, heartbeats included."),
-    "bytes_sent": Counter("livegate_bytes_sent_total", "Bytes written to SSE streams."),
+    "bytes_sent": Counter("livegate_bytes_sent_total",
+                          "Bytes of SSE frames written to streams, before any compression."),
     "heartbeats": Counter("livegate_heartbeats_total", "Heartbeat comments queued."),
     "streams_opened": Counter("livegate_streams_opened_total", "SSE streams opened."),
     "slow_consumer_drops": Counter("livegate_slow_consumer_drops_total",
@@ -57,6 +58,12 @@ COUNTERS = {
     "view_resyncs": Counter("livegate_view_resyncs_total",
                             "Times the view streams of a channel resynchronised because a "
                             "delta did not follow the cached document."),
+    "compressed_streams_opened": Counter("livegate_compressed_streams_opened_total",
+                                         "Streams opened with a gzip response body."),
+    "compression_input_bytes": Counter("livegate_compression_input_bytes_total",
+                                       "Bytes that gzip streams passed to their compressors."),
+    "compression_output_bytes": Counter("livegate_compression_output_bytes_total",
+                                        "Bytes that the compressors of gzip streams returned."),
 }
 RESUMES = Counter("livegate_resumes_total", "Resumed streams, by source: ring or redis.",
                   ["source"])

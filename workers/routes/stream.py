@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 
 from livegate.auth import AccessError
 from livegate.channels import InvalidChannelError, Pattern, parse_subscription
+from livegate.compression import accepts_gzip
 from livegate.settings import Settings
 from workers import hub as worker_hub
 from workers.routes.auth import access_error, rejections, subscriber_token
@@ -141,17 +142,27 @@ def open_stream():
             return access_error(error)
 
     since = request.headers.get("Last-Event-ID") or request.args.get("since")
+    headers = dict(SSE_HEADERS)
+    gzip = False
+    if settings.stream_compression == "gzip":
+        # The body depends on Accept-Encoding whichever coding is chosen.
+        headers["Vary"] = "Accept-Encoding"
+        gzip = accepts_gzip(request.accept_encodings)
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
     if access is None:
-        client = hub.open_stream(subscriptions, since, remote, view=view, limited=limited)
+        client = hub.open_stream(subscriptions, since, remote, view=view, limited=limited,
+                                 gzip=gzip)
     else:
         client = hub.open_stream(subscriptions, since, remote, allowed=access.channels,
-                                 expires_at=access.expires_at, view=view, limited=limited)
+                                 expires_at=access.expires_at, view=view, limited=limited,
+                                 gzip=gzip)
         log.debug("stream %s from %s filtered by subscriber token %s", client.id, remote,
                   access.fingerprint or "(none)")
     _limit_send_buffer(request.environ.get("gunicorn.socket"), settings.stream_send_buffer_bytes)
     # The body closes the stream itself, also when it is never iterated.
     return Response(hub.stream_body(client, request.environ), status=200,
-                    mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)
+                    mimetype="text/event-stream", headers=headers, direct_passthrough=True)
 
 
 def _limit_send_buffer(sock, size: int) -> None:
