@@ -2,8 +2,7 @@
 
 redis-py's ``PubSub.get_message`` returns one message per call, and each
 call polls the socket twice, checks the connection's health and records
-observability data in Python. At 200 publishes per second that was most
-of the subscriber's CPU. This connection subscribes through redis-py,
+observability data in Python. This connection subscribes through redis-py,
 which handles authentication, TLS, the database and Sentinel's choice of
 primary, and then reads the socket itself: one ``poll`` and one
 ``recv_into`` per batch, parsed in C by hiredis's reader.
