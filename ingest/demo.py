@@ -128,7 +128,9 @@ def serve(arguments: argparse.Namespace) -> int:
             directory = tempfile.mkdtemp(prefix="livegate-demo-redis-")
             folders.append(directory)
             port = free_port()
-            children.append(start_redis_server(port, directory))
+            # Ctrl-C reaches only this process, which stops the gateway
+            # first and Redis last, so no process loses its Redis mid-request.
+            children.append(start_redis_server(port, directory, own_session=True))
             environment["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         # A fresh publish token per run, so the demo gateway is never open to
         # anyone who can reach it; the feed itself publishes through Redis.
@@ -151,7 +153,7 @@ def serve(arguments: argparse.Namespace) -> int:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
                  "--bind", bind, "--workers", str(arguments.workers)],
-                cwd=PROJECT_ROOT, env=environment,
+                cwd=PROJECT_ROOT, env=environment, start_new_session=True,
             )
             children.append(gateway)
             urls.append(f"http://{bind}")

@@ -64,14 +64,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def start_redis_server(port: int, directory: str, timeout: float = 10.0) -> subprocess.Popen:
-    """Start redis-server on 127.0.0.1:``port`` and wait until it accepts connections."""
+def start_redis_server(port: int, directory: str, timeout: float = 10.0,
+                       own_session: bool = False) -> subprocess.Popen:
+    """Start redis-server on 127.0.0.1:``port`` and wait until it accepts connections.
+
+    With ``own_session`` the server does not receive a terminal's Ctrl-C,
+    so the caller can stop it after the processes that use it.
+    """
     binary = find_redis_server()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", directory, "--daemonize", "no",
          "--logfile", os.path.join(directory, "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=own_session,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
