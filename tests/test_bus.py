@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from typing import Iterator
 
 import pytest
 import redis
@@ -27,11 +29,21 @@ def _read_until(subscription: BusSubscription, count: int, timeout: float = 5.0)
     return batches
 
 
-@pytest.mark.parametrize("protocol", [2, 3])
-def test_bus_reads_batches_in_order(redis_server, protocol):
-    client = redis.Redis.from_url(redis_server.url, protocol=protocol)
+@contextlib.contextmanager
+def open_subscription(url: str, protocol: int = 3) -> Iterator[tuple[redis.Redis, BusSubscription]]:
+    """Yield a client of ``url`` and a subscription to BUS through it, and close both afterwards."""
+    client = redis.Redis.from_url(url, protocol=protocol)
     subscription = BusSubscription(client, BUS)
     try:
+        yield client, subscription
+    finally:
+        subscription.close()
+        client.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_bus_reads_batches_in_order(redis_server, protocol):
+    with open_subscription(redis_server.url, protocol) as (client, subscription):
         subscription.wait_subscribed(5.0)
         assert subscription.read(0.05) == []
         payloads = [f"update {index}".encode() * 20 for index in range(300)]
@@ -40,34 +52,26 @@ def test_bus_reads_batches_in_order(redis_server, protocol):
             pipe.publish(BUS, payload)
         pipe.execute()
         batches = _read_until(subscription, len(payloads))
-        assert [payload for batch in batches for payload in batch] == payloads
-        # Published together, they arrive in far fewer reads than messages.
-        assert len(batches) < len(payloads) / 10
-    finally:
-        subscription.close()
-        client.close()
+
+    assert [payload for batch in batches for payload in batch] == payloads
+    # Published together, they arrive in far fewer reads than messages.
+    assert len(batches) < len(payloads) / 10
 
 
 def test_bus_keeps_early_messages(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    subscription = BusSubscription(client, BUS)
-    try:
+    with open_subscription(redis_server.url) as (client, subscription):
         # The subscription is active at Redis once the publish counts it.
         deadline = time.monotonic() + 5
         while client.publish(BUS, b"first") == 0:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         subscription.wait_subscribed(5.0)
+
         assert _read_until(subscription, 1)[0][0] == b"first"
-    finally:
-        subscription.close()
-        client.close()
 
 
 def test_bus_closed_connection_raises(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    subscription = BusSubscription(client, BUS)
-    try:
+    with open_subscription(redis_server.url) as (_, subscription):
         subscription.wait_subscribed(5.0)
         killer = redis.Redis.from_url(redis_server.url)
         killer.client_kill_filter(_type="pubsub")
@@ -76,9 +80,6 @@ def test_bus_closed_connection_raises(redis_server):
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 subscription.read(0.2)
-    finally:
-        subscription.close()
-        client.close()
 
 
 def test_bus_unconfirmed_subscribe_times_out():
@@ -106,7 +107,7 @@ def test_notifier_reconnects_replaced_worker():
     first = bind_wakeup_socket(ring_id, 0)
     first.settimeout(2)
     try:
-        notifier.notify([0, 1])  # slot 1 has no worker: nothing happens
+        notifier.notify([0, 1])  # Slot 1 has no worker, so nothing is sent there.
         assert first.recv(8) == b"!"
         first.close()
         # The worker that replaces it binds the same address.

@@ -425,6 +425,18 @@ def parked_client(server: gevent_socket.socket, stats: dict | None = None) -> St
     return client
 
 
+def offer_past_partial_write(client: StreamClient, peer: socket.socket, frames: list[bytes]) -> bytes:
+    """Offer ``frames`` until a direct write is partial, then the rest; return the bytes sent."""
+    for seq, frame in enumerate(frames, 1):
+        client.offer(seq, frame)
+        if client.unsent:
+            break
+    assert client.unsent, "no direct write was partial; the buffers are too large"
+    for seq, frame in enumerate(frames[seq:], seq + 1):
+        client.offer(seq, frame)
+    return read_available(peer) + client.take_wire()
+
+
 class TestDirectWrite:
     def test_parked_client_writes_chunk(self, socket_pair):
         server, peer = socket_pair
@@ -477,14 +489,7 @@ class TestDirectWrite:
         client = parked_client(server)
         frames = [b"%05d" % seq + b"y" * 3000 for seq in range(1, 40)]
 
-        for seq, frame in enumerate(frames, 1):
-            client.offer(seq, frame)
-            if client.unsent:
-                break
-        assert client.unsent, "no direct write was partial; the buffers are too large"
-        for seq, frame in enumerate(frames[seq:], seq + 1):
-            client.offer(seq, frame)
-        wire = read_available(peer) + client.take_wire()
+        wire = offer_past_partial_write(client, peer, frames)
 
         assert client.unsent == b""
         assert client.queue == []
@@ -698,14 +703,7 @@ class TestGzipStream:
         client = parked_gzip_client(server)
         frames = [incompressible(seq, 3000) for seq in range(1, 40)]
 
-        for seq, frame in enumerate(frames, 1):
-            client.offer(seq, frame)
-            if client.unsent:
-                break
-        assert client.unsent, "no direct write was partial; the buffers are too large"
-        for seq, frame in enumerate(frames[seq:], seq + 1):
-            client.offer(seq, frame)
-        wire = read_available(peer) + client.take_wire()
+        wire = offer_past_partial_write(client, peer, frames)
 
         assert client.unsent == b""
         assert client.queue == []

@@ -277,17 +277,28 @@ class StreamClient:
         self.parked = self.socket is not None and self.pending is None
         return True
 
+    # Builds the HTTP chunk of a direct write. Uncompressed streams share
+    # one chunk per frame. A bound method is no descriptor, so
+    # ``self._direct_chunk(frame)`` calls the cache's method directly.
+    _direct_chunk = _chunks.chunk_of
+    # Whether a frame that the socket refused whole may wait in the queue.
+    # A compressed frame may not, because its bytes are already in the body.
+    _requeue_refused = True
+
     def _write_now(self, frame: bytes) -> bool:
         """Send ``frame`` without blocking; return False when it must be queued instead.
 
         Called only while parked. A partial send keeps the rest of the chunk
-        in ``unsent`` and wakes the stream's greenlet to finish it.
+        in ``unsent`` and wakes the stream's greenlet to finish it, and so
+        does a refused send when ``_requeue_refused`` is False.
         """
-        chunk = _chunks.chunk_of(frame)
+        chunk = self._direct_chunk(frame)
         try:
             sent = self.socket.send(chunk)
         except BlockingIOError:
-            return False
+            if self._requeue_refused:
+                return False
+            sent = 0
         except OSError:
             # The peer is gone (EPIPE, ECONNRESET); the greenlet ends the stream.
             self.close(CLOSE_CLIENT_GONE)
@@ -410,51 +421,30 @@ class GzipStreamClient(StreamClient):
         # count their compressed bytes too.
         self.stats = stats
 
+    # Once compressed, a frame is part of the body: a socket that takes none
+    # of it leaves the whole chunk in ``unsent``, for the stream's greenlet.
+    _requeue_refused = False
+
     def encode(self, data: bytes) -> bytes:
         """Compress ``data`` and flush, so the client can decode everything sent so far."""
-        compressor = self.compressor
-        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        self._count(len(data), len(compressed))
-        return compressed
+        return self._compress(data, zlib.Z_SYNC_FLUSH)
 
     def encode_end(self, data: bytes) -> bytes:
         """Compress ``data`` and end the gzip member with its trailer."""
+        return self._compress(data, zlib.Z_FINISH)
+
+    def _compress(self, data: bytes, flush_mode: int) -> bytes:
         compressor = self.compressor
-        compressed = compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
-        self._count(len(data), len(compressed))
+        compressed = compressor.compress(data) + compressor.flush(flush_mode)
+        stats = self.stats
+        stats["compression_input_bytes"] += len(data)
+        stats["compression_output_bytes"] += len(compressed)
         return compressed
 
-    def _count(self, size: int, compressed_size: int) -> None:
-        stats = self.stats
-        stats["compression_input_bytes"] += size
-        stats["compression_output_bytes"] += compressed_size
+    def _direct_chunk(self, frame: bytes) -> bytes:
+        """Compress ``frame`` and frame the result as one HTTP chunk."""
+        return http_chunk(self.encode(frame))
 
     def take(self) -> bytes:
         """Return every queued frame compressed as one piece, and empty the queue."""
         return self.encode(super().take())
-
-    def _write_now(self, frame: bytes) -> bool:
-        """Compress and send ``frame`` without blocking. Always returns True.
-
-        Once compressed, the frame is part of the body, so a socket that
-        takes none of it leaves the whole chunk in ``unsent`` rather than
-        the frame in the queue, and the stream's greenlet sends it.
-        """
-        chunk = http_chunk(self.encode(frame))
-        try:
-            sent = self.socket.send(chunk)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # The peer is gone (EPIPE, ECONNRESET); the greenlet ends the stream.
-            self.close(CLOSE_CLIENT_GONE)
-            return True
-        if sent < len(chunk):
-            self.parked = False
-            self.unsent = chunk[sent:]
-            self.wakeup.set()
-        self.last_sent = time.monotonic()
-        stats = self.stats
-        stats["frames_sent"] += 1
-        stats["bytes_sent"] += len(frame)
-        return True
