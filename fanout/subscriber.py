@@ -29,6 +29,7 @@ import redis
 
 from fanout import metrics
 from fanout import ring as ring_layout
+from fanout.batching import BatchWindow
 from fanout.bus import BusSubscription
 from fanout.notify import WorkerNotifier
 from livegate.channels import InvalidChannelError, validate_channel
@@ -83,7 +84,11 @@ class Subscriber:
         self._parent_pid = os.getppid()
         self._stopping = False
         self._pending_notify = False
-        self._batch_window = settings.batch_window_ms / 1000
+        self._updates_written = 0
+        # The last epoch that passed is_valid_epoch, so a batch of envelopes
+        # of the current epoch checks it once.
+        self._checked_epoch: str | None = None
+        self._batch_window = BatchWindow(settings.batch_window_ms / 1000, settings.batch_full_rate)
         self._last_status = 0.0
         self._invalid_logged: dict[str, list[float]] = {}
         self.invalid_messages = 0
@@ -173,10 +178,12 @@ class Subscriber:
             for raw in batch:
                 self._handle_raw(client, raw)
             self._flush_notify()
-            if batch and self._batch_window:
+            if batch:
                 # Updates that arrive meanwhile wait in the socket and become
                 # the next batch: one read and one wake-up per worker for all.
-                time.sleep(self._batch_window)
+                pause = self._batch_window.after_batch(len(batch), time.monotonic())
+                if pause:
+                    time.sleep(pause)
             self._maybe_publish_status()
             if not self._parent_alive():
                 log.warning("gunicorn master pid=%s is gone; subscriber exits", self._parent_pid)
@@ -231,9 +238,11 @@ class Subscriber:
             self._next_probe_at = now + self._settings.probe_interval
 
     def _handle(self, client: redis.Redis, envelope: Envelope) -> None:
-        if not is_valid_epoch(envelope.epoch):
-            self._reject("epoch", "skipped message with invalid epoch %r", envelope.epoch)
-            return
+        if envelope.epoch != self._checked_epoch:
+            if not is_valid_epoch(envelope.epoch):
+                self._reject("epoch", "skipped message with invalid epoch %r", envelope.epoch)
+                return
+            self._checked_epoch = envelope.epoch
         if envelope.seq <= self._last_seq and envelope.epoch == self._epoch:
             log.debug("skipped seq=%s, already written", envelope.seq)
             return
@@ -420,9 +429,10 @@ class Subscriber:
             self._write_resync_channel(envelope.channel, envelope.seq)
             return
         self._last_seq = envelope.seq
-        self._ring.set_subscriber_status(last_seq=self._last_seq, epoch=self._epoch)
+        # Ring.write stored the seq as the ring's last seq; the epoch is
+        # stored whenever it changes, by the RESYNC_ALL record of a new epoch.
         self._pending_notify = True
-        metrics.UPDATES_WRITTEN.inc()
+        self._updates_written += 1
         metrics.PUBLISH_TO_WRITE.observe(max(0.0, time.time() - envelope.publish_ts_ms / 1000))
 
     def _write_resync_all(self) -> None:
@@ -440,6 +450,10 @@ class Subscriber:
         self._pending_notify = True
 
     def _flush_notify(self) -> None:
+        if self._updates_written:
+            # Once per batch: each change of a multiprocess metric costs a getpid.
+            metrics.UPDATES_WRITTEN.inc(self._updates_written)
+            self._updates_written = 0
         if self._pending_notify:
             self._pending_notify = False
             self._notifier.notify([index for index, _ in self._ring.active_slots()])

@@ -27,7 +27,7 @@ def is_valid_epoch(epoch: str) -> bool:
     return (
         isinstance(epoch, str)
         and 0 < len(epoch) <= MAX_EPOCH_LENGTH
-        and all(c in _EPOCH_CHARACTERS for c in epoch)
+        and _EPOCH_CHARACTERS.issuperset(epoch)
     )
 
 

@@ -386,13 +386,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Age of the subscriber's heartbeat after which /readyz fails.",
     ),
     Setting(
-        "batch_window_ms", "LIVEGATE_BATCH_WINDOW_MS", 10, _integer(0, 1000), "milliseconds",
-        "After writing a batch of updates into the ring, the subscriber\n"
-        "waits this long before it reads Redis again, so that updates\n"
-        "arriving close together reach the workers in one batch with one\n"
-        "wake-up. An update that arrives after a quiet spell is written at\n"
-        "once; one that follows another within the window waits at most\n"
-        "the window. 0 writes every update as soon as it is read.",
+        "batch_window_ms", "LIVEGATE_BATCH_WINDOW_MS", 40, _integer(0, 1000), "milliseconds",
+        "The longest pause of the subscriber after it writes a batch of\n"
+        "updates into the ring, so that updates arriving meanwhile reach\n"
+        "the workers in the next batch, with one wake-up for all. The pause\n"
+        "grows with the update rate of the last second or so: this window\n"
+        "at LIVEGATE_BATCH_FULL_RATE and above, proportionally less below\n"
+        "it. An update after a quiet spell is written at once. 0 writes\n"
+        "every update as soon as it is read.",
+    ),
+    Setting(
+        "batch_full_rate", "LIVEGATE_BATCH_FULL_RATE", 200.0, _number(1, 1_000_000),
+        "updates per second",
+        "The update rate from which the subscriber pauses the whole\n"
+        "LIVEGATE_BATCH_WINDOW_MS after each batch. At a tenth of it the\n"
+        "pause is a tenth of the window.",
     ),
     Setting(
         "probe_interval", "LIVEGATE_PROBE_INTERVAL", 5.0, _number(0.2, 300), "seconds",

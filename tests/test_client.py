@@ -24,6 +24,7 @@ from workers.client import (
     GzipStreamClient,
     StreamClient,
     Wakeup,
+    offer_all,
     stream_socket,
 )
 
@@ -712,6 +713,94 @@ class TestGzipStream:
     def test_plain_stream_has_no_compressor_slot(self):
         assert "compressor" not in StreamClient.__slots__
         assert not hasattr(make_client(), "__dict__")
+
+
+def scripted_client(script: list[int | None]) -> tuple[StreamClient, ScriptedSocket]:
+    client = parked_client_without_socket()
+    sock = ScriptedSocket(script)
+    client.socket = sock
+    assert client.park()
+    return client, sock
+
+
+def parked_client_without_socket() -> StreamClient:
+    client = synced_client(max_queue_bytes=1 << 20)
+    client.stats = {"frames_sent": 0, "bytes_sent": 0}
+    return client
+
+
+class TestOfferAll:
+    """``offer_all`` must leave every stream as ``offer`` would, whichever case it takes."""
+
+    FRAME = b"event: delta\ndata: {}\n\n"
+
+    def test_writes_parked_streams_and_queues_the_rest(self):
+        first, first_sock = scripted_client([])
+        second, second_sock = scripted_client([])
+        busy = synced_client()
+
+        written = offer_all({first, second, busy}, 1, self.FRAME, 123.0)
+
+        assert written == 2
+        assert first_sock.received == second_sock.received == http_chunk(self.FRAME)
+        assert first.last_sent == second.last_sent == 123.0
+        assert first.last_seq == second.last_seq == busy.last_seq == 1
+        assert first.parked and second.parked
+        assert busy.queue == [self.FRAME]
+
+    def test_seen_seq_skipped(self):
+        client, sock = scripted_client([])
+        offer_all({client}, 5, self.FRAME, 0.0)
+
+        assert offer_all({client}, 5, self.FRAME, 0.0) == 0
+        assert offer_all({client}, 4, self.FRAME, 0.0) == 0
+        assert sock.received == http_chunk(self.FRAME)
+
+    def test_full_socket_queues_frame(self):
+        client, sock = scripted_client([None])
+
+        assert offer_all({client}, 1, self.FRAME, 0.0) == 0
+
+        assert sock.received == b""
+        assert client.queue == [self.FRAME]
+        assert client.parked is False
+        assert client.wakeup.is_set()
+        assert client.last_seq == 1
+
+    def test_partial_send_keeps_rest(self):
+        client, sock = scripted_client([4])
+
+        assert offer_all({client}, 1, self.FRAME, 0.0) == 1
+
+        assert sock.received + client.unsent == http_chunk(self.FRAME)
+        assert client.parked is False
+        assert client.wakeup.is_set()
+        offer_all({client}, 2, b"second\n\n", 0.0)
+        assert client.queue == [b"second\n\n"]
+
+    def test_closed_peer_closes_stream(self, socket_pair):
+        server, peer = socket_pair
+        client = parked_client(server)
+        peer.close()
+
+        for seq in range(1, 50):
+            offer_all({client}, seq, b"frame", 0.0)
+            if client.closed:
+                break
+
+        assert client.close_reason == CLOSE_CLIENT_GONE
+        assert client.wakeup.is_set()
+
+    def test_gzip_stream_compresses_its_own_chunk(self, socket_pair):
+        server, peer = socket_pair
+        stats = gzip_stats()
+        client = parked_gzip_client(server, stats)
+
+        # The gzip stream counts its own write; the caller counts only shared chunks.
+        assert offer_all({client}, 1, self.FRAME, 0.0) == 0
+
+        assert gunzip(dechunk(read_available(peer))) == self.FRAME
+        assert stats["frames_sent"] == 1
 
 
 class TestPark:

@@ -28,7 +28,8 @@ EXPECTED_DEFAULTS = {
     "max_replay": 1000,
     "max_publish_bytes": 1_048_576,
     "subscriber_stale_after": 3.0,
-    "batch_window_ms": 10,
+    "batch_window_ms": 40,
+    "batch_full_rate": 200.0,
     "probe_interval": 5.0,
     "probe_timeout": 3.0,
     "shutdown_window": 5.0,
@@ -76,6 +77,7 @@ NUMBER_BOUNDS = [
     ("LIVEGATE_PROBE_INTERVAL", "probe_interval", 0.2, 300.0),
     ("LIVEGATE_PROBE_TIMEOUT", "probe_timeout", 0.1, 60.0),
     ("LIVEGATE_SHUTDOWN_WINDOW", "shutdown_window", 0.0, 600.0),
+    ("LIVEGATE_BATCH_FULL_RATE", "batch_full_rate", 1.0, 1_000_000.0),
 ]
 
 ALL_VARIABLES = [

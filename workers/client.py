@@ -143,6 +143,44 @@ class _ChunkCache:
 _chunks = _ChunkCache()
 
 
+def offer_all(streams, seq: int, frame: bytes, now: float) -> int:
+    """Offer one ring frame to each of ``streams``, as ``offer`` would; never yields.
+
+    The common case is written out here rather than in three calls per
+    stream: an uncompressed stream, parked, that has not seen ``seq``, and
+    whose socket takes the shared chunk whole. Every other case goes
+    through ``offer``. Returns how many streams had the frame written
+    directly, for the caller's ``frames_sent`` and ``bytes_sent``.
+    """
+    chunk = None
+    written = 0
+    for stream in streams:
+        if stream.parked and stream._shares_chunk and seq > stream.last_seq:
+            if chunk is None:
+                chunk = _chunks.chunk_of(frame)
+            try:
+                sent = stream.socket.send(chunk)
+            except BlockingIOError:
+                # The socket is full: queue the frame for the stream's greenlet.
+                stream.parked = False
+                stream.offer(seq, frame)
+                continue
+            except OSError:
+                stream.last_seq = seq
+                stream.close(CLOSE_CLIENT_GONE)
+                continue
+            stream.last_seq = seq
+            stream.last_sent = now
+            written += 1
+            if sent < len(chunk):
+                stream.parked = False
+                stream.unsent = chunk[sent:]
+                stream.wakeup.set()
+        else:
+            stream.offer(seq, frame)
+    return written
+
+
 class StreamClient:
     """State of one open stream. Touched only by greenlets of its worker."""
 
@@ -277,6 +315,9 @@ class StreamClient:
         self.parked = self.socket is not None and self.pending is None
         return True
 
+    # Whether direct writes send the chunk shared by every stream, which
+    # lets ``offer_all`` write to the stream without calling it.
+    _shares_chunk = True
     # Builds the HTTP chunk of a direct write. Uncompressed streams share
     # one chunk per frame. A bound method is no descriptor, so
     # ``self._direct_chunk(frame)`` calls the cache's method directly.
@@ -424,6 +465,7 @@ class GzipStreamClient(StreamClient):
     # Once compressed, a frame is part of the body: a socket that takes none
     # of it leaves the whole chunk in ``unsent``, for the stream's greenlet.
     _requeue_refused = False
+    _shares_chunk = False
 
     def encode(self, data: bytes) -> bytes:
         """Compress ``data`` and flush, so the client can decode everything sent so far."""

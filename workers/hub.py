@@ -39,7 +39,7 @@ from livegate.wire import Keys
 from workers.aliases import AliasTable, rename_frame
 from workers.client import (
     CLOSE_CLIENT_GONE, CLOSE_SHUTDOWN, CLOSE_SLOW_CONSUMER, CLOSE_SYNC_FAILED,
-    CLOSE_TOKEN_EXPIRED, GzipStreamClient, StreamClient, stream_socket,
+    CLOSE_TOKEN_EXPIRED, GzipStreamClient, StreamClient, offer_all, stream_socket,
 )
 from workers.heartbeat import HeartbeatLoop
 from workers.matcher import SubscriptionIndex
@@ -482,9 +482,13 @@ class Hub:
             seq = record.seq
             channel = record.channel
             frame = record.payload
+            stats = self.stats
+            now = time.monotonic()
             for streams in self.index.recipients(channel):
-                for stream in streams:
-                    stream.offer(seq, frame)
+                written = offer_all(streams, seq, frame, now)
+                if written:
+                    stats["frames_sent"] += written
+                    stats["bytes_sent"] += written * len(frame)
             for streams in self.guarded_index.recipients(channel):
                 for stream in streams:
                     if stream.allowed.permits(channel):
@@ -495,7 +499,7 @@ class Hub:
             if self.view_indexes:
                 self._dispatch_views(record, aliases)
             self.ring_index.note_frame(seq, record.pos)
-            self.stats["frames_offered"] += 1
+            stats["frames_offered"] += 1
         elif kind == ring_layout.RESYNC_CHANNEL:
             names = [record.channel, *(self.aliases.aliases_of(record.channel) or ())]
             for index in (self.index, self.guarded_index, *self.view_indexes.values()):
