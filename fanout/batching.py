@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 
-# Seconds over which the rate estimate forgets earlier updates.
+# Time constant of the rate estimate, in seconds: an update's weight in it
+# falls by a factor of e per time constant.
 RATE_TIME_CONSTANT = 1.0
 
 
