@@ -29,7 +29,7 @@ from ingest.publisher import Publisher
 from ingest.replay import MockApiProcess, ReplayOptions, replay_config
 from ingest.simulator import simulated_matches
 from livegate.logs import configure_logging
-from livegate.settings import Settings
+from livegate.settings import SettingError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (from a container runtime or `timeout`) takes the same path
     # as Ctrl-C, so the gateway and the private Redis are stopped too.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingError as error:
+        print(f"error: {error}; fix it and start again", file=sys.stderr)
+        return 2
     configure_logging(settings)
     if arguments.serve:
         return serve(arguments)

@@ -155,3 +155,16 @@ def test_demo_replay_flag_runs_real_ingest(tmp_path, redis_server):
             demo.send_signal(signal.SIGTERM)
             demo.wait(timeout=30)
     assert demo.returncode == 0, (tmp_path / "demo.log").read_text()[-3000:]
+
+
+def test_demo_invalid_setting_one_line():
+    """An invalid setting stops the demo before it starts anything, with one line naming it."""
+    environment = {**os.environ, "LIVEGATE_BATCH_FULL_RATE": "0"}
+    completed = subprocess.run([sys.executable, "-m", "ingest.demo", "--serve"], cwd=REPO,
+                               env=environment, capture_output=True, text=True, timeout=60)
+
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: invalid LIVEGATE_BATCH_FULL_RATE='0': must be between 1 and 1e+06 "
+        "(updates per second); fix it and start again"]
+    assert completed.stdout == ""
