@@ -177,7 +177,7 @@ class Subscriber:
             batch = subscription.read(RECEIVE_TIMEOUT)
             for raw in batch:
                 self._handle_raw(client, raw)
-            self._flush_notify()
+            self._finish_batch()
             if batch:
                 # Updates that arrive meanwhile wait in the socket and become
                 # the next batch: one read and one wake-up per worker for all.
@@ -429,8 +429,8 @@ class Subscriber:
             self._write_resync_channel(envelope.channel, envelope.seq)
             return
         self._last_seq = envelope.seq
-        # Ring.write stored the seq as the ring's last seq; the epoch is
-        # stored whenever it changes, by the RESYNC_ALL record of a new epoch.
+        # Ring.write stored the seq as the ring's last seq. The epoch is
+        # stored only when it changes, with the RESYNC_ALL record of a new epoch.
         self._pending_notify = True
         self._updates_written += 1
         metrics.PUBLISH_TO_WRITE.observe(max(0.0, time.time() - envelope.publish_ts_ms / 1000))
@@ -449,9 +449,10 @@ class Subscriber:
         self._ring.set_subscriber_status(last_seq=self._last_seq, epoch=self._epoch)
         self._pending_notify = True
 
-    def _flush_notify(self) -> None:
+    def _finish_batch(self) -> None:
+        """Count the batch's written updates and wake the workers if it wrote records."""
         if self._updates_written:
-            # Once per batch: each change of a multiprocess metric costs a getpid.
+            # Once per batch, because each change of a multiprocess metric calls getpid.
             metrics.UPDATES_WRITTEN.inc(self._updates_written)
             self._updates_written = 0
         if self._pending_notify:

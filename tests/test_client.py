@@ -567,12 +567,17 @@ class ScriptedSocket:
         return min(count, len(data))
 
 
-def scripted_gzip_client(script: list[int | None]) -> tuple[GzipStreamClient, ScriptedSocket]:
-    client = gzip_client()
+def park_on_script(client: StreamClient, script: list[int | None]) -> ScriptedSocket:
+    """Give ``client`` a ScriptedSocket playing ``script`` and park it; return the socket."""
     sock = ScriptedSocket(script)
     client.socket = sock
     assert client.park()
-    return client, sock
+    return sock
+
+
+def scripted_gzip_client(script: list[int | None]) -> tuple[GzipStreamClient, ScriptedSocket]:
+    client = gzip_client()
+    return client, park_on_script(client, script)
 
 
 class TestGzipStream:
@@ -716,17 +721,9 @@ class TestGzipStream:
 
 
 def scripted_client(script: list[int | None]) -> tuple[StreamClient, ScriptedSocket]:
-    client = parked_client_without_socket()
-    sock = ScriptedSocket(script)
-    client.socket = sock
-    assert client.park()
-    return client, sock
-
-
-def parked_client_without_socket() -> StreamClient:
     client = synced_client(max_queue_bytes=1 << 20)
     client.stats = {"frames_sent": 0, "bytes_sent": 0}
-    return client
+    return client, park_on_script(client, script)
 
 
 class TestOfferAll:
@@ -734,7 +731,7 @@ class TestOfferAll:
 
     FRAME = b"event: delta\ndata: {}\n\n"
 
-    def test_writes_parked_streams_and_queues_the_rest(self):
+    def test_writes_parked_queues_busy(self):
         first, first_sock = scripted_client([])
         second, second_sock = scripted_client([])
         busy = synced_client()
@@ -791,7 +788,7 @@ class TestOfferAll:
         assert client.close_reason == CLOSE_CLIENT_GONE
         assert client.wakeup.is_set()
 
-    def test_gzip_stream_compresses_its_own_chunk(self, socket_pair):
+    def test_gzip_stream_compresses_own_chunk(self, socket_pair):
         server, peer = socket_pair
         stats = gzip_stats()
         client = parked_gzip_client(server, stats)

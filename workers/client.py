@@ -144,7 +144,7 @@ _chunks = _ChunkCache()
 
 
 def offer_all(streams, seq: int, frame: bytes, now: float) -> int:
-    """Offer one ring frame to each of ``streams``, as ``offer`` would; never yields.
+    """Offer one ring frame to each of ``streams``, as ``offer`` would, without yielding.
 
     The common case is written out here rather than in three calls per
     stream: an uncompressed stream, parked, that has not seen ``seq``, and
@@ -173,9 +173,7 @@ def offer_all(streams, seq: int, frame: bytes, now: float) -> int:
             stream.last_sent = now
             written += 1
             if sent < len(chunk):
-                stream.parked = False
-                stream.unsent = chunk[sent:]
-                stream.wakeup.set()
+                stream._keep_unsent(chunk[sent:])
         else:
             stream.offer(seq, frame)
     return written
@@ -345,14 +343,18 @@ class StreamClient:
             self.close(CLOSE_CLIENT_GONE)
             return True
         if sent < len(chunk):
-            self.parked = False
-            self.unsent = chunk[sent:]
-            self.wakeup.set()
+            self._keep_unsent(chunk[sent:])
         self.last_sent = time.monotonic()
         stats = self.stats
         stats["frames_sent"] += 1
         stats["bytes_sent"] += len(frame)
         return True
+
+    def _keep_unsent(self, rest: bytes) -> None:
+        """Keep the unsent ``rest`` of a direct write and wake the stream's greenlet to send it."""
+        self.parked = False
+        self.unsent = rest
+        self.wakeup.set()
 
     def _account(self, size: int) -> None:
         self.queued_bytes += size
