@@ -22,7 +22,10 @@ RATE_TIME_CONSTANT = 1.0
 
 
 class BatchWindow:
-    """The pause after each batch. Not thread-safe: the subscriber's loop owns it."""
+    """Pause after each batch, from the recent update rate.
+
+    Not thread-safe, because only the subscriber's loop uses it.
+    """
 
     __slots__ = ("longest", "full_rate", "time_constant", "rate", "_last_batch")
 
@@ -41,7 +44,7 @@ class BatchWindow:
         self._last_batch: float | None = None
 
     def after_batch(self, updates: int, now: float) -> float:
-        """Count a batch of ``updates`` written at ``now`` (monotonic seconds); return the pause.
+        """Count a batch of ``updates`` written at ``now`` (monotonic seconds) and return the pause.
 
         The pause is ``longest`` scaled by the estimated rate over
         ``full_rate``, at most ``longest``.
